@@ -1,0 +1,141 @@
+"""Word-level recurrent language model: vanilla tanh RNN, LSTM or GRU.
+
+One contract for training, export and serving::
+
+    logits, state = model(tokens, state)
+    # tokens: (B, T) int64   state: (S, L, B, H)   logits: (B, T, V)
+
+where S is 2 for an LSTM (``h`` and ``c`` stacked) and 1 otherwise, L the
+number of layers and H the hidden size. ``model.zero_state(batch_size)`` gives
+the initial state, so callers never special-case the architecture.
+``forward`` is ``decode(encode(...))``; serving calls the two halves itself to
+run the (B*T, H) x (H, V) decoder only at the positions it needs. The module
+is written for ``torch.jit.script``: each architecture is wrapped in a small
+core with the same ``(x, state) -> (y, state)`` signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+ARCHITECTURES = ("rnn", "lstm", "gru")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the model; saved with its weights."""
+
+    architecture: str = "lstm"
+    vocab_size: int = 10_000
+    embedding_dim: int = 200
+    hidden_size: int = 200
+    num_layers: int = 2
+    dropout: float = 0.2
+    tie_weights: bool = True
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            # Tying shares the (V, E) embedding with the (V, H) decoder.
+            raise ValueError("tie_weights needs embedding_dim == hidden_size")
+
+    @property
+    def state_slots(self) -> int:
+        return 2 if self.architecture == "lstm" else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _LSTMCore(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(input_size, hidden_size, num_layers, dropout=dropout, batch_first=True)
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        y, (h, c) = self.rnn(x, (state[0], state[1]))
+        return y, torch.stack([h, c])
+
+
+class _GRUCore(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(input_size, hidden_size, num_layers, dropout=dropout, batch_first=True)
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        y, h = self.rnn(x, state[0])
+        return y, h.unsqueeze(0)
+
+
+class _TanhCore(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(
+            input_size, hidden_size, num_layers, nonlinearity="tanh", dropout=dropout, batch_first=True
+        )
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        y, h = self.rnn(x, state[0])
+        return y, h.unsqueeze(0)
+
+
+_CORES = {"lstm": _LSTMCore, "gru": _GRUCore, "rnn": _TanhCore}
+
+
+class RecurrentLM(nn.Module):
+    """Embedding -> N recurrent layers -> linear decoder, with dropout and optional tying."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.state_slots = config.state_slots
+        self.num_layers = config.num_layers
+        self.hidden_size = config.hidden_size
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        inner_dropout = config.dropout if config.num_layers > 1 else 0.0
+        self.core = _CORES[config.architecture](
+            config.embedding_dim, config.hidden_size, config.num_layers, inner_dropout
+        )
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.tie_weights:
+            # Press & Wolf 2016, Inan et al. 2016: sharing input and output embeddings
+            # lowers perplexity and saves V*H parameters.
+            self.decoder.weight = self.embedding.weight
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        hidden, state = self.encode(tokens, state)
+        return self.decode(hidden), state
+
+    @torch.jit.export
+    def encode(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T) ids, (S, L, B, H) state -> (B, T, H) top-layer outputs, new state."""
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        return self.core(x, state)
+
+    @torch.jit.export
+    def decode(self, hidden: Tensor) -> Tensor:
+        """(..., H) top-layer outputs -> (..., V) next-word logits."""
+        return self.decoder(self.dropout(hidden))
+
+    @torch.jit.export
+    def zero_state(self, batch_size: int) -> Tensor:
+        """The initial state (S, L, B, H) on the model's device."""
+        weight = self.embedding.weight
+        return torch.zeros(
+            self.state_slots, self.num_layers, batch_size, self.hidden_size,
+            dtype=weight.dtype, device=weight.device,
+        )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, counting tied weights once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

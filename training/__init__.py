@@ -1,0 +1,1 @@
+"""Training pipeline: corpus -> vocabulary -> model -> evaluation -> TorchScript -> model store."""

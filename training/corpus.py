@@ -1,0 +1,82 @@
+"""Read a corpus into train/valid/test lines, or fail with one clear message.
+
+``--corpus`` is either a directory with ``train.txt``, ``valid.txt`` and
+``test.txt`` (the WikiText layout) or one UTF-8 text file, split by lines into
+80% train, 10% valid and 10% test, in file order, so the split is always the
+same for the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "valid", "test")
+MIN_TRAIN_WORDS = 1_000
+MIN_EVAL_WORDS = 50
+MIN_LINES_TO_SPLIT = 10
+
+
+class CorpusError(Exception):
+    """A corpus that cannot be trained on; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    train: list[str]
+    valid: list[str]
+    test: list[str]
+    sha256: str  # of the raw bytes, train, valid and test in that order
+    source: str
+
+
+def load_corpus(path: str | Path) -> Corpus:
+    path = Path(path)
+    if path.is_dir():
+        texts = {split: _read_text(path / f"{split}.txt") for split in SPLITS}
+        lines = {split: text.splitlines() for split, text in texts.items()}
+    elif path.is_file():
+        text = _read_text(path)
+        lines = _split_lines(text.splitlines(), path)
+        texts = {split: "\n".join(split_lines) for split, split_lines in lines.items()}
+    else:
+        raise CorpusError(f"corpus not found: {path} (give a directory with train/valid/test.txt or one text file)")
+
+    for split in SPLITS:
+        words = sum(len(line.split()) for line in lines[split])
+        needed = MIN_TRAIN_WORDS if split == "train" else MIN_EVAL_WORDS
+        if words < needed:
+            raise CorpusError(f"corpus too small: {split} split of {path} has {words} words, need at least {needed}")
+
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        digest.update(texts[split].encode("utf-8"))
+    return Corpus(lines["train"], lines["valid"], lines["test"], digest.hexdigest(), str(path))
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise CorpusError(f"corpus file not found: {path}")
+    data = path.read_bytes()
+    if not data.strip():
+        raise CorpusError(f"corpus file is empty: {path}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"corpus file is not UTF-8 text: {path} (byte {error.start})") from None
+
+
+def _split_lines(lines: list[str], path: Path) -> dict[str, list[str]]:
+    lines = [line for line in lines if line.strip()]
+    if len(lines) < MIN_LINES_TO_SPLIT:
+        raise CorpusError(
+            f"corpus too small: {path} has {len(lines)} non-empty lines, need at least {MIN_LINES_TO_SPLIT} to split"
+        )
+    n_train = int(len(lines) * 0.8)
+    n_valid = int(len(lines) * 0.1)
+    return {
+        "train": lines[:n_train],
+        "valid": lines[n_train : n_train + n_valid],
+        "test": lines[n_train + n_valid :],
+    }

@@ -1,0 +1,95 @@
+"""Perplexity and top-k next-word accuracy, in training or against the store.
+
+Usage::
+
+    python -m training.evaluate nextword:latest [--corpus DIR] [--device auto]
+
+loads the model from the BentoML store (no training code state involved) and
+evaluates it on the corpus's test split with the vocabulary saved beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from training.data import batchify, bptt_windows, encode_stream
+
+EVAL_BATCH_SIZE = 10
+EVAL_BPTT = 35
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    perplexity: float
+    top1_accuracy: float
+    top5_accuracy: float
+    tokens: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, stream: Tensor, device: torch.device) -> EvalResult:
+    """Score ``stream`` (1-D ids) with the state carried across windows, as in training."""
+    was_training = model.training if isinstance(model, nn.Module) else False
+    if isinstance(model, nn.Module):
+        model.eval()
+    rows = batchify(stream, EVAL_BATCH_SIZE).to(device)
+    state = model.zero_state(EVAL_BATCH_SIZE)
+    total_loss, top1, top5, count = 0.0, 0, 0, 0
+    for inputs, targets in bptt_windows(rows, EVAL_BPTT):
+        logits, state = model(inputs, state)  # (B, T, V)
+        flat_logits = logits.reshape(-1, logits.size(-1))
+        flat_targets = targets.reshape(-1)
+        total_loss += nn.functional.cross_entropy(flat_logits, flat_targets, reduction="sum").item()
+        best5 = flat_logits.topk(5, dim=-1).indices  # (N, 5)
+        hits = best5 == flat_targets.unsqueeze(1)
+        top1 += int(hits[:, 0].sum())
+        top5 += int(hits.any(dim=1).sum())
+        count += flat_targets.numel()
+    if was_training:
+        model.train()
+    loss = total_loss / count
+    return EvalResult(loss, math.exp(loss), top1 / count, top5 / count, count)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.bundle import load_bundle
+    from training.corpus import CorpusError, load_corpus
+    from models.device import pick_device
+
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("tag", help="model tag in the BentoML store, e.g. nextword:latest")
+    parser.add_argument("--corpus", default="../shared/data/wikitext-2", help="corpus directory or text file")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = parser.parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        bundle = load_bundle(args.tag, device)
+        corpus = load_corpus(args.corpus)
+    except (CorpusError, LookupError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stream = encode_stream(corpus.test, bundle.tokenizer, bundle.vocab)
+    result = evaluate(bundle.model, stream, device)
+    print(format_result(str(bundle.tag), result))
+    return 0
+
+
+def format_result(name: str, result: EvalResult) -> str:
+    return (
+        f"{name}: test perplexity {result.perplexity:.1f}, top-1 accuracy {result.top1_accuracy:.1%}, "
+        f"top-5 accuracy {result.top5_accuracy:.1%} over {result.tokens:,} tokens"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

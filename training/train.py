@@ -1,0 +1,276 @@
+"""Train a word-level RNN/LSTM/GRU language model and save it to the BentoML store.
+
+Usage::
+
+    python -m training.train --corpus ../shared/data/wikitext-2 --architecture lstm
+    python -m training.train --help
+
+Truncated backpropagation through time over the contiguous token stream (see
+training.data), gradient clipping, validation perplexity after every epoch,
+the best epoch's weights kept, the learning rate cut when validation stops
+improving, early stopping and a wall-clock budget. The best model is then
+evaluated on the test split, compiled with TorchScript and saved; the command
+prints the new tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from models.device import DEVICE_CHOICES, pick_device
+from models.rnn import ARCHITECTURES, ModelConfig, RecurrentLM, count_parameters
+from models.tokenizer import Tokenizer, TokenizerSettings
+from models.vocab import Vocabulary
+from training.corpus import Corpus, CorpusError, load_corpus
+from training.data import batchify, bptt_windows, encode_stream, line_tokens
+from training.evaluate import EvalResult, evaluate, format_result
+from training.export import check_scripted, save_to_store, script_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training option; the defaults are the ``make train`` model."""
+
+    corpus: str = "../shared/data/wikitext-2"
+    model_name: str = "nextword"
+    architecture: str = "lstm"
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.4
+    tie_weights: bool = True
+    min_freq: int = 1
+    max_vocab: int | None = None
+    lowercase: bool = False
+    batch_size: int = 32
+    bptt: int = 35
+    lr: float = 2e-3
+    clip: float = 0.25
+    epochs: int = 12
+    patience: int = 2
+    max_minutes: float = 14.0
+    seed: int = 1111
+    device: str = "auto"
+
+
+@dataclass
+class TrainOutcome:
+    model: RecurrentLM
+    vocab: Vocabulary
+    tokenizer: TokenizerSettings
+    model_config: ModelConfig
+    valid: EvalResult
+    test: EvalResult
+    epochs_run: int
+    train_seconds: float
+    train_tokens: int
+
+
+def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
+    """Fit a model on ``corpus`` and return the best epoch's weights with its scores."""
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    tokenizer_settings = TokenizerSettings(lowercase=config.lowercase)
+    tokenizer = Tokenizer(tokenizer_settings)
+    vocab = Vocabulary.build(line_tokens(corpus.train, tokenizer), config.min_freq, config.max_vocab)
+    train_stream = encode_stream(corpus.train, tokenizer, vocab)
+    valid_stream = encode_stream(corpus.valid, tokenizer, vocab)
+    test_stream = encode_stream(corpus.test, tokenizer, vocab)
+    rows = batchify(train_stream, config.batch_size).to(device)
+
+    model_config = ModelConfig(
+        architecture=config.architecture,
+        vocab_size=len(vocab),
+        embedding_dim=config.hidden_size,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        dropout=config.dropout,
+        tie_weights=config.tie_weights,
+    )
+    model = RecurrentLM(model_config).to(device)
+    print(
+        f"{config.architecture} {config.num_layers}x{config.hidden_size}, vocabulary {len(vocab):,}, "
+        f"{count_parameters(model):,} parameters, {train_stream.numel():,} training tokens on {device}"
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=0)
+
+    deadline = time.monotonic() + config.max_minutes * 60
+    started = time.monotonic()
+    best_valid: EvalResult | None = None
+    best_weights = copy.deepcopy(model.state_dict())
+    epochs_without_gain = 0
+    epochs_run = 0
+    for epoch in range(1, config.epochs + 1):
+        epoch_started = time.monotonic()
+        train_loss, out_of_time = train_epoch(model, rows, optimizer, config, epoch, deadline)
+        valid = evaluate(model, valid_stream, device)
+        epochs_run = epoch
+        improved = best_valid is None or valid.loss < best_valid.loss
+        if improved:
+            best_valid, best_weights, epochs_without_gain = valid, copy.deepcopy(model.state_dict()), 0
+        else:
+            epochs_without_gain += 1
+        scheduler.step(valid.loss)
+        print(
+            f"epoch {epoch:2d} | {time.monotonic() - epoch_started:5.0f}s | train ppl {math.exp(train_loss):7.1f} | "
+            f"valid ppl {valid.perplexity:7.1f} | lr {optimizer.param_groups[0]['lr']:.2e}"
+            f"{' | best' if improved else ''}"
+        )
+        if out_of_time:
+            print(f"stopping: the {config.max_minutes:g}-minute budget is spent")
+            break
+        if epochs_without_gain >= config.patience:
+            print(f"stopping early: no gain in validation perplexity for {config.patience} epochs")
+            break
+    train_seconds = time.monotonic() - started
+
+    model.load_state_dict(best_weights)
+    model.eval()
+    test = evaluate(model, test_stream, device)
+    assert best_valid is not None
+    return TrainOutcome(
+        model, vocab, tokenizer_settings, model_config, best_valid, test, epochs_run, train_seconds,
+        train_stream.numel(),
+    )
+
+
+def train_epoch(
+    model: RecurrentLM,
+    rows: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    epoch: int,
+    deadline: float,
+) -> tuple[float, bool]:
+    """One pass over ``rows``; returns the mean loss and whether the deadline stopped it."""
+    model.train()
+    state = model.zero_state(rows.size(0))
+    total_loss, total_tokens = 0.0, 0
+    started = time.monotonic()
+    windows = math.ceil((rows.size(1) - 1) / config.bptt)
+    progress = tqdm(bptt_windows(rows, config.bptt), total=windows, desc=f"epoch {epoch}", leave=False, disable=None)
+    for inputs, targets in progress:
+        state = state.detach()  # truncate backpropagation at the window edge
+        logits, state = model(inputs, state)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        total_loss += loss.item() * targets.numel()
+        total_tokens += targets.numel()
+        mean_loss = total_loss / total_tokens
+        progress.set_postfix(
+            loss=f"{mean_loss:.2f}", ppl=f"{math.exp(mean_loss):.0f}",
+            tok_s=f"{total_tokens / (time.monotonic() - started):.0f}",
+        )
+        if time.monotonic() > deadline:
+            progress.close()
+            return total_loss / total_tokens, True
+    progress.close()
+    return total_loss / total_tokens, False
+
+
+def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
+    """Script, verify against eager, and save to the store; returns the tag."""
+    device = next(outcome.model.parameters()).device
+    scripted = script_model(outcome.model)
+    sample_ids = encode_stream(corpus.valid[:50], Tokenizer(outcome.tokenizer), outcome.vocab)
+    check_scripted(outcome.model, scripted, batchify(sample_ids, 2)[:, :40].to(device))
+    labels = {
+        "architecture": outcome.model_config.architecture,
+        "layers": str(outcome.model_config.num_layers),
+        "hidden_size": str(outcome.model_config.hidden_size),
+        "vocab_size": str(len(outcome.vocab)),
+    }
+    metadata = {
+        "model_config": outcome.model_config.to_dict(),
+        "parameters": count_parameters(outcome.model),
+        "vocab_size": len(outcome.vocab),
+        "tokenizer": outcome.tokenizer.to_dict(),
+        "corpus": corpus.source,
+        "corpus_sha256": corpus.sha256,
+        "train_tokens": outcome.train_tokens,
+        "valid_tokens": outcome.valid.tokens,
+        "test_tokens": outcome.test.tokens,
+        "valid_perplexity": outcome.valid.perplexity,
+        "test_perplexity": outcome.test.perplexity,
+        "test_top1_accuracy": outcome.test.top1_accuracy,
+        "test_top5_accuracy": outcome.test.top5_accuracy,
+        "epochs": outcome.epochs_run,
+        "train_seconds": round(outcome.train_seconds, 1),
+        "torch_version": str(torch.__version__),
+        # The store rejects None in metadata; an unset option is left out.
+        "train_config": {key: value for key, value in asdict(config).items() if value is not None},
+    }
+    tag = save_to_store(
+        config.model_name, scripted, outcome.vocab, outcome.tokenizer, outcome.model_config, labels, metadata
+    )
+    return str(tag)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--corpus", default=defaults.corpus, help="directory with train/valid/test.txt, or one text file")
+    add("--model-name", default=defaults.model_name, help="name in the BentoML store")
+    add("--architecture", default=defaults.architecture, choices=ARCHITECTURES)
+    add("--hidden-size", type=int, default=defaults.hidden_size, help="hidden units per layer (= embedding size)")
+    add("--num-layers", type=int, default=defaults.num_layers)
+    add("--dropout", type=float, default=defaults.dropout)
+    add("--no-tie-weights", dest="tie_weights", action="store_false", help="separate input and output embeddings")
+    add("--min-freq", type=int, default=defaults.min_freq, help="drop train words seen fewer times")
+    add("--max-vocab", type=int, default=defaults.max_vocab, help="keep at most this many words")
+    add("--lowercase", action="store_true", help="lower-case all text (recorded with the model)")
+    add("--batch-size", type=int, default=defaults.batch_size)
+    add("--bptt", type=int, default=defaults.bptt, help="steps of backpropagation through time")
+    add("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    add("--clip", type=float, default=defaults.clip, help="gradient norm clipping")
+    add("--epochs", type=int, default=defaults.epochs, help="at most this many epochs")
+    add("--patience", type=int, default=defaults.patience, help="stop after this many epochs without gain")
+    add("--max-minutes", type=float, default=defaults.max_minutes, help="wall-clock budget for training")
+    add("--seed", type=int, default=defaults.seed)
+    add("--device", default=defaults.device, choices=DEVICE_CHOICES)
+    args = parser.parse_args(argv)
+    for name in ("hidden_size", "num_layers", "batch_size", "bptt", "epochs", "patience", "min_freq"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.dropout < 1:
+        parser.error("--dropout must be in [0, 1)")
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        corpus = load_corpus(config.corpus)
+        pick_device(config.device)
+    except (CorpusError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    outcome = train(config, corpus)
+    print(format_result("best model", outcome.test))
+    tag = export(config, corpus, outcome)
+    print(f"saved {tag} ({outcome.train_seconds / 60:.1f} min of training)")
+    print(tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
