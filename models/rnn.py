@@ -74,9 +74,7 @@ class _GRUCore(nn.Module):
 class _TanhCore(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
         super().__init__()
-        self.rnn = nn.RNN(
-            input_size, hidden_size, num_layers, nonlinearity="tanh", dropout=dropout, batch_first=True
-        )
+        self.rnn = nn.RNN(input_size, hidden_size, num_layers, nonlinearity="tanh", dropout=dropout, batch_first=True)
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         y, h = self.rnn(x, state[0])
@@ -131,8 +129,12 @@ class RecurrentLM(nn.Module):
         """The initial state (S, L, B, H) on the model's device."""
         weight = self.embedding.weight
         return torch.zeros(
-            self.state_slots, self.num_layers, batch_size, self.hidden_size,
-            dtype=weight.dtype, device=weight.device,
+            self.state_slots,
+            self.num_layers,
+            batch_size,
+            self.hidden_size,
+            dtype=weight.dtype,
+            device=weight.device,
         )
 
 

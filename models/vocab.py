@@ -29,9 +29,7 @@ class Vocabulary:
         self.eos_id = self.index[EOS]
 
     @classmethod
-    def build(
-        cls, tokens: Iterable[str], min_freq: int = 1, max_size: int | None = None
-    ) -> Vocabulary:
+    def build(cls, tokens: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> Vocabulary:
         """Count ``tokens``, drop words seen fewer than ``min_freq`` times, keep the top ``max_size``."""
         counts = Counter(tokens)
         for special in SPECIALS:

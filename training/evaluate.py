@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from models.bundle import load_bundle
+from models.device import pick_device
+from training.corpus import CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream
 
 EVAL_BATCH_SIZE = 10
@@ -62,10 +65,6 @@ def evaluate(model: nn.Module, stream: Tensor, device: torch.device) -> EvalResu
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.bundle import load_bundle
-    from training.corpus import CorpusError, load_corpus
-    from models.device import pick_device
-
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("tag", help="model tag in the BentoML store, e.g. nextword:latest")
     parser.add_argument("--corpus", default="../shared/data/wikitext-2", help="corpus directory or text file")

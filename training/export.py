@@ -46,9 +46,7 @@ def check_scripted(eager: RecurrentLM, scripted: torch.jit.ScriptModule, sample:
     difference = (eager_logits.log_softmax(-1) - script_logits.log_softmax(-1)).abs().max().item()
     state_difference = (eager_state - script_state).abs().max().item()
     if difference > EXPORT_TOLERANCE or state_difference > EXPORT_TOLERANCE:
-        raise ExportError(
-            f"scripted model differs from eager: log-prob {difference:.2e}, state {state_difference:.2e}"
-        )
+        raise ExportError(f"scripted model differs from eager: log-prob {difference:.2e}, state {state_difference:.2e}")
     return difference
 
 

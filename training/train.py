@@ -139,7 +139,14 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     test = evaluate(model, test_stream, device)
     assert best_valid is not None
     return TrainOutcome(
-        model, vocab, tokenizer_settings, model_config, best_valid, test, epochs_run, train_seconds,
+        model,
+        vocab,
+        tokenizer_settings,
+        model_config,
+        best_valid,
+        test,
+        epochs_run,
+        train_seconds,
         train_stream.numel(),
     )
 
@@ -171,7 +178,8 @@ def train_epoch(
         total_tokens += targets.numel()
         mean_loss = total_loss / total_tokens
         progress.set_postfix(
-            loss=f"{mean_loss:.2f}", ppl=f"{math.exp(mean_loss):.0f}",
+            loss=f"{mean_loss:.2f}",
+            ppl=f"{math.exp(mean_loss):.0f}",
             tok_s=f"{total_tokens / (time.monotonic() - started):.0f}",
         )
         if time.monotonic() > deadline:

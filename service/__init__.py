@@ -1,0 +1,1 @@
+"""The nextword BentoML service: validate -> batch -> infer -> sample -> respond."""

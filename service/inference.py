@@ -1,0 +1,176 @@
+"""Batched inference: token rows in, next-word distributions and continuations out.
+
+Inputs of different lengths share one batch by right-padding: a recurrent
+model's output at step t depends only on steps <= t, so reading each row's
+output at its own last real step gives exactly the answer it would get alone.
+Every text starts with ``<eos>``, the token that precedes a new line in
+training, so an empty prefix asks for the first word of a text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from models.bundle import ModelBundle
+from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
+from service.schemas import GenerateInput, GenerateOutput, NextWordInput, NextWordOutput, WordProbability
+
+
+@dataclass
+class Encoded:
+    """A text as ids, with ``<eos>`` first."""
+
+    ids: list[int]
+    tokens: int  # without the leading <eos>
+    unknown: int
+
+
+@dataclass
+class _Row:
+    """One /generate input while it is being decoded."""
+
+    max_new_tokens: int
+    stops: list[list[int]]
+    generator: torch.Generator
+    ids: list[int]
+    finish_reason: str | None = None
+
+
+class Predictor:
+    """Runs a loaded model for the service; one per worker."""
+
+    def __init__(self, bundle: ModelBundle, device: torch.device) -> None:
+        self.model = bundle.model
+        self.vocab = bundle.vocab
+        self.tokenizer = bundle.tokenizer
+        self.device = device
+        # Ids never offered to clients: (V,) True where banned.
+        self.banned = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)
+        self.banned[[self.vocab.unk_id, self.vocab.eos_id]] = True
+        self.max_words = len(self.vocab) - int(self.banned.sum())
+
+    def encode(self, text: str) -> Encoded:
+        ids = self.vocab.encode(self.tokenizer.tokenize(text))
+        return Encoded([self.vocab.eos_id, *ids], len(ids), sum(i == self.vocab.unk_id for i in ids))
+
+    @torch.inference_mode()
+    def predict_next(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
+        encoded = [self.encode(item.text) for item in inputs]
+        hidden = self._last_hidden([e.ids for e in encoded])  # (B, H)
+        probs = self.model.decode(hidden).softmax(dim=-1).masked_fill(self.banned, 0.0)  # (B, V)
+        k = min(max(item.top_k for item in inputs), self.max_words)
+        top_probs, top_ids = probs.topk(k, dim=-1)
+        top_probs, top_ids = top_probs.tolist(), top_ids.tolist()
+        return [
+            NextWordOutput(
+                predictions=[
+                    WordProbability(word=self.vocab.words[i], probability=p)
+                    for i, p in zip(top_ids[row][: item.top_k], top_probs[row][: item.top_k], strict=True)
+                ],
+                tokens=e.tokens,
+                unknown=e.unknown,
+            )
+            for row, (item, e) in enumerate(zip(inputs, encoded, strict=True))
+        ]
+
+    @torch.inference_mode()
+    def generate(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
+        encoded = [self.encode(item.prompt) for item in inputs]
+        rows = [
+            _Row(
+                item.max_new_tokens,
+                [self.vocab.encode(self.tokenizer.tokenize(s)) for s in item.stop],
+                row_generator(item.seed),
+                [],
+            )
+            for item in inputs
+        ]
+        params = SamplingBatch(
+            temperature=torch.tensor([item.temperature for item in inputs], device=self.device),
+            top_k=torch.tensor([item.top_k for item in inputs], dtype=torch.long, device=self.device),
+            top_p=torch.tensor([item.top_p for item in inputs], device=self.device),
+        )
+        hidden, state = self._prefill([e.ids for e in encoded])
+        unk_mask = torch.zeros_like(self.banned)
+        unk_mask[self.vocab.unk_id] = True
+        active = list(range(len(rows)))  # rows still decoding, in batch order
+        while active:
+            logits = self.model.decode(hidden).masked_fill(unk_mask, float("-inf"))  # (A, V)
+            uniforms = draw_uniforms([rows[r].generator for r in active], self.device)
+            chosen = choose_next(logits, params, uniforms).tolist()
+            for r, token in zip(active, chosen, strict=True):
+                self._append(rows[r], token)
+            still = [i for i, r in enumerate(active) if rows[r].finish_reason is None]
+            if len(still) < len(active):
+                keep = torch.tensor(still, dtype=torch.long, device=self.device)
+                state, params = state.index_select(2, keep), params.select(keep)
+                chosen = [chosen[i] for i in still]
+                active = [active[i] for i in still]
+            if not active:
+                break
+            step = torch.tensor(chosen, dtype=torch.long, device=self.device).unsqueeze(1)  # (A, 1)
+            out, state = self.model.encode(step, state)
+            hidden = out[:, 0]
+        return [
+            GenerateOutput(
+                text=self.tokenizer.detokenize(words := self.vocab.decode(row.ids)),
+                tokens=words,
+                finish_reason=row.finish_reason,
+                prompt_tokens=e.tokens,
+                unknown=e.unknown,
+            )
+            for row, e in zip(rows, encoded, strict=True)
+        ]
+
+    def _append(self, row: _Row, token: int) -> None:
+        if token == self.vocab.eos_id:
+            row.finish_reason = "eos"
+            return
+        row.ids.append(token)
+        if any(stop and row.ids[-len(stop) :] == stop for stop in row.stops):
+            row.finish_reason = "stop"
+        elif len(row.ids) >= row.max_new_tokens:
+            row.finish_reason = "length"
+
+    def _padded(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Right-pad id rows into (B, T) and return it with the (B,) lengths."""
+        lengths = torch.tensor([len(r) for r in rows], device=self.device)
+        batch = torch.full((len(rows), int(lengths.max())), self.vocab.eos_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            batch[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        return batch.to(self.device), lengths
+
+    def _last_hidden(self, rows: list[list[int]]) -> Tensor:
+        """Top-layer output at each row's last real step, (B, H), in one pass."""
+        batch, lengths = self._padded(rows)
+        out, _ = self.model.encode(batch, self.model.zero_state(len(rows)))  # (B, T, H)
+        return out[torch.arange(len(rows), device=self.device), lengths - 1]
+
+    def _prefill(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Like ``_last_hidden`` but also each row's state after its last real step.
+
+        The state must not see the padding, so the batch runs in segments that
+        end where some row ends, and each row's state is taken at its own end.
+        """
+        batch, lengths = self._padded(rows)
+        state = self.model.zero_state(len(rows))
+        last_hidden = torch.empty(len(rows), 0, device=self.device)
+        final_state = torch.empty_like(state)
+        start = 0
+        for end in sorted(set(lengths.tolist())):
+            out, state = self.model.encode(batch[:, start:end], state)
+            ending = lengths == end
+            if last_hidden.size(1) == 0:
+                last_hidden = torch.empty(len(rows), out.size(-1), dtype=out.dtype, device=self.device)
+            last_hidden[ending] = out[ending, -1]
+            final_state[:, :, ending] = state[:, :, ending]
+            start = end
+        return last_hidden, final_state
+
+    def warm_up(self) -> None:
+        """Serve one dummy batch of each kind so the first client does not pay for it."""
+        self.predict_next([NextWordInput(text="the"), NextWordInput(text="")])
+        self.generate([GenerateInput(prompt="the", max_new_tokens=2, seed=0)])

@@ -1,0 +1,152 @@
+"""Request and response models: the HTTP contract, validated at the edge.
+
+Every field has bounds, a description and an example; these feed the OpenAPI
+schema on ``/docs.json`` and the tests. Token caps are checked here with the
+serving tokenizer, so an over-long input is refused before it is batched.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.tokenizer import Tokenizer
+from service.settings import SETTINGS
+
+# Lower-casing does not change how many tokens a text has, so the default
+# tokenizer can count tokens for any model.
+_COUNTING_TOKENIZER = Tokenizer()
+MAX_TOP_K = 100
+MAX_STOP_STRINGS = 8
+MAX_STOP_CHARS = 100
+
+
+def _check_token_count(value: str) -> str:
+    count = len(_COUNTING_TOKENIZER.tokenize(value))
+    if count > SETTINGS.max_text_tokens:
+        raise ValueError(f"has {count} tokens, more than the limit of {SETTINGS.max_text_tokens}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NextWordInput(_Strict):
+    """One prefix whose next word is wanted."""
+
+    text: str = Field(
+        max_length=SETTINGS.max_text_chars,
+        description="Raw text prefix, tokenized as in training; an empty string asks for the first word of a text.",
+        examples=["the sun rises in the"],
+    )
+    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many next words to return.", examples=[5])
+
+    _tokens = field_validator("text")(_check_token_count)
+
+
+class WordProbability(BaseModel):
+    word: str = Field(description="A vocabulary word (never <unk> or <eos>).", examples=["east"])
+    probability: float = Field(description="The model's probability that this word comes next.", examples=[0.41])
+
+
+class NextWordOutput(BaseModel):
+    predictions: list[WordProbability] = Field(description="Most likely next words, most probable first.")
+    tokens: int = Field(description="Tokens in the prefix.", examples=[5])
+    unknown: int = Field(description="Prefix tokens outside the vocabulary (read as <unk>).", examples=[0])
+
+
+class GenerateInput(_Strict):
+    """One prompt to continue."""
+
+    prompt: str = Field(
+        max_length=SETTINGS.max_text_chars,
+        description="Raw text to continue; may be empty.",
+        examples=["the sun"],
+    )
+    max_new_tokens: int = Field(
+        default=20, ge=1, le=SETTINGS.max_new_tokens, description="Most tokens to generate.", examples=[20]
+    )
+    temperature: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=5.0,
+        description="Softmax temperature; 0 picks the most likely word every step (greedy).",
+        examples=[0.8],
+    )
+    top_k: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Sample among the k most likely words; 0 turns it off.",
+        examples=[40],
+    )
+    top_p: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: the smallest set of words whose probability reaches top_p.",
+        examples=[0.95],
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="Random seed: the same input and seed give the same text, alone or batched.",
+        examples=[7],
+    )
+    stop: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_STOP_STRINGS,
+        description="Stop after generating any of these strings (matched as whole tokens; included in the output).",
+        examples=[["."]],
+    )
+
+    _tokens = field_validator("prompt")(_check_token_count)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops_are_words(cls, stops: list[str]) -> list[str]:
+        for stop in stops:
+            if not _COUNTING_TOKENIZER.tokenize(stop):
+                raise ValueError(f"stop string {stop!r} has no tokens")
+            if len(stop) > MAX_STOP_CHARS:
+                raise ValueError(f"stop string is longer than {MAX_STOP_CHARS} characters")
+        return stops
+
+
+class GenerateOutput(BaseModel):
+    text: str = Field(description="The generated continuation, detokenized.", examples=["rises in the east."])
+    tokens: list[str] = Field(description="The generated tokens.", examples=[["rises", "in", "the", "east", "."]])
+    finish_reason: Literal["length", "stop", "eos"] = Field(
+        description="length: max_new_tokens reached; stop: a stop string was generated; eos: the model ended the text.",
+        examples=["stop"],
+    )
+    prompt_tokens: int = Field(description="Tokens in the prompt.", examples=[2])
+    unknown: int = Field(description="Prompt tokens outside the vocabulary (read as <unk>).", examples=[0])
+
+
+PREDICT_EXAMPLE = [NextWordInput(text="the sun rises in the", top_k=5), NextWordInput(text="", top_k=3)]
+GENERATE_EXAMPLE = [
+    GenerateInput(prompt="the sun", max_new_tokens=20, temperature=0.8, top_k=40, top_p=0.95, seed=7, stop=["."])
+]
+
+NextWordBatch = Annotated[
+    list[NextWordInput],
+    Field(
+        min_length=1,
+        max_length=SETTINGS.max_inputs,
+        description="Prefixes whose next word is wanted; answers come back in the same order.",
+        examples=[PREDICT_EXAMPLE],
+    ),
+]
+GenerateBatch = Annotated[
+    list[GenerateInput],
+    Field(
+        min_length=1,
+        max_length=SETTINGS.max_inputs,
+        description="Prompts to continue; answers come back in the same order.",
+        examples=[GENERATE_EXAMPLE],
+    ),
+]

@@ -1,0 +1,102 @@
+"""Service configuration, read once from ``NEXTWORD_*`` environment variables.
+
+Every variable, its default and its meaning is in ``VARIABLES``; the README's
+configuration table is this list. A bad value stops the server at start with a
+message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# name -> (default, description)
+VARIABLES: dict[str, tuple[str, str]] = {
+    "NEXTWORD_MODEL": ("nextword:latest", "model tag in the BentoML store"),
+    "NEXTWORD_DEVICE": ("auto", "auto (CUDA when present), cpu or cuda"),
+    "NEXTWORD_WORKERS": ("1", "server worker processes"),
+    "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers"),
+    "NEXTWORD_BATCHING": ("on", "server-side adaptive batching: on or off"),
+    "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs merged into one batch"),
+    "NEXTWORD_MAX_LATENCY_MS": ("10000", "batching deadline; requests that would miss it get 503"),
+    "NEXTWORD_MAX_INPUTS": ("64", "most inputs in one request"),
+    "NEXTWORD_MAX_TEXT_CHARS": ("2000", "most characters in a text or prompt"),
+    "NEXTWORD_MAX_TEXT_TOKENS": ("256", "most tokens in a text or prompt"),
+    "NEXTWORD_MAX_NEW_TOKENS": ("256", "cap on max_new_tokens for /generate"),
+    "NEXTWORD_MAX_BODY_BYTES": ("1048576", "largest request body; larger ones get 413"),
+    "NEXTWORD_TIMEOUT_S": ("60", "request timeout in seconds (504 past it)"),
+    "NEXTWORD_MAX_CONCURRENCY": ("1024", "requests in flight per server; more get 429"),
+    "NEXTWORD_ACCESS_LOG": ("off", "log every request: on or off"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_tag: str
+    device: str
+    workers: int
+    torch_threads: int
+    batching: bool
+    max_batch_size: int
+    max_latency_ms: int
+    max_inputs: int
+    max_text_chars: int
+    max_text_tokens: int
+    max_new_tokens: int
+    max_body_bytes: int
+    timeout_s: int
+    max_concurrency: int
+    access_log: bool
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str:
+            return env.get(name, VARIABLES[name][0]).strip()
+
+        def integer(name: str, minimum: int) -> int:
+            raw = text(name)
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+            if value < minimum:
+                raise ValueError(f"{name} must be at least {minimum}, got {value}")
+            return value
+
+        def switch(name: str) -> bool:
+            raw = text(name).lower()
+            if raw not in ("on", "off", "1", "0", "true", "false"):
+                raise ValueError(f"{name} must be on or off, got {raw!r}")
+            return raw in ("on", "1", "true")
+
+        device = text("NEXTWORD_DEVICE")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"NEXTWORD_DEVICE must be auto, cpu or cuda, got {device!r}")
+        return cls(
+            model_tag=text("NEXTWORD_MODEL"),
+            device=device,
+            workers=integer("NEXTWORD_WORKERS", 1),
+            torch_threads=integer("NEXTWORD_TORCH_THREADS", 0),
+            batching=switch("NEXTWORD_BATCHING"),
+            max_batch_size=integer("NEXTWORD_MAX_BATCH_SIZE", 2),
+            max_latency_ms=integer("NEXTWORD_MAX_LATENCY_MS", 1),
+            max_inputs=integer("NEXTWORD_MAX_INPUTS", 1),
+            max_text_chars=integer("NEXTWORD_MAX_TEXT_CHARS", 1),
+            max_text_tokens=integer("NEXTWORD_MAX_TEXT_TOKENS", 1),
+            max_new_tokens=integer("NEXTWORD_MAX_NEW_TOKENS", 1),
+            max_body_bytes=integer("NEXTWORD_MAX_BODY_BYTES", 1024),
+            timeout_s=integer("NEXTWORD_TIMEOUT_S", 1),
+            max_concurrency=integer("NEXTWORD_MAX_CONCURRENCY", 1),
+            access_log=switch("NEXTWORD_ACCESS_LOG"),
+        )
+
+    def threads_per_worker(self) -> int:
+        """Split the cores between workers so they do not oversubscribe the CPU."""
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+SETTINGS = Settings.from_env()
