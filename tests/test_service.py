@@ -1,0 +1,210 @@
+"""The real server over HTTP, with a tiny model from the test store."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PREFIXES = [
+    "the sun rises in the", "", "In 1990 , the", "He was born in", "The album", "It is a", "of the",
+    "zzzunknownword and the", "The river 's mouth is", "after the war", "she", "The game was released",
+]
+
+
+def predict(client: httpx.Client, *inputs: dict) -> list[dict]:
+    response = client.post("/predict_next", json={"inputs": list(inputs)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def generate(client: httpx.Client, *inputs: dict) -> list[dict]:
+    response = client.post("/generate", json={"inputs": list(inputs)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_ready_and_alive(client: httpx.Client) -> None:
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/livez").status_code == 200
+
+
+def test_predict_next_fields(client: httpx.Client) -> None:
+    first, empty, unknown = predict(
+        client, {"text": "the sun rises in the", "top_k": 7}, {"text": ""}, {"text": "zzzqqq the"}
+    )
+    assert len(first["predictions"]) == 7 and len(empty["predictions"]) == 5
+    probabilities = [p["probability"] for p in first["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0 < p < 1 for p in probabilities) and sum(probabilities) <= 1
+    assert first["tokens"] == 5 and empty["tokens"] == 0
+    assert unknown["unknown"] == 1 and unknown["tokens"] == 2
+    words = {p["word"] for item in (first, empty, unknown) for p in item["predictions"]}
+    assert not words & {"<unk>", "<eos>"}
+
+
+def test_top_k_100_never_offers_special_tokens(client: httpx.Client) -> None:
+    (result,) = predict(client, {"text": "the", "top_k": 100})
+    words = [p["word"] for p in result["predictions"]]
+    assert len(words) == len(set(words)) == 100 and "<unk>" not in words and "<eos>" not in words
+
+
+def test_answers_do_not_depend_on_batch(client: httpx.Client) -> None:
+    alone = [predict(client, {"text": text, "top_k": 5})[0] for text in PREFIXES]
+    together = predict(client, *({"text": text, "top_k": 5} for text in PREFIXES))
+    for one, batched in zip(alone, together, strict=True):
+        assert [p["word"] for p in one["predictions"]] == [p["word"] for p in batched["predictions"]]
+        for a, b in zip(one["predictions"], batched["predictions"], strict=True):
+            assert a["probability"] == pytest.approx(b["probability"], rel=1e-4, abs=1e-6)
+
+
+def test_concurrent_requests_match_sequential_and_get_batched(client: httpx.Client, server) -> None:
+    requests = [{"text": PREFIXES[i % len(PREFIXES)] + " the" * (i % 4), "top_k": 3} for i in range(32)]
+    sequential = [predict(client, r)[0] for r in requests]
+    before = batch_count_over_one(client)
+    with httpx.Client(base_url=server.url, timeout=60) as other, ThreadPoolExecutor(32) as pool:
+        concurrent = list(pool.map(lambda r: predict(other, r)[0], requests))
+    for seq, conc in zip(sequential, concurrent, strict=True):
+        assert [p["word"] for p in seq["predictions"]] == [p["word"] for p in conc["predictions"]]
+    assert batch_count_over_one(client) > before, "no batch larger than 1 was recorded"
+
+
+def batch_count_over_one(client: httpx.Client) -> float:
+    """Batches of more than one input served for /predict_next, from /metrics."""
+    text = client.get("/metrics").text
+    count = float(re.search(r'nextword_batch_size_count\{endpoint="predict_next"\} (\S+)', text).group(1))
+    ones = float(re.search(r'nextword_batch_size_bucket\{endpoint="predict_next",le="1.0"\} (\S+)', text).group(1))
+    return count - ones
+
+
+def test_greedy_generation_is_repeated_argmax(client: httpx.Client) -> None:
+    prompt = "The game was"
+    (result,) = generate(client, {"prompt": prompt, "max_new_tokens": 8, "temperature": 0})
+    assert result["finish_reason"] in ("length", "eos")
+    context = prompt
+    for token in result["tokens"]:
+        (nxt,) = predict(client, {"text": context, "top_k": 1})
+        assert nxt["predictions"][0]["word"] == token
+        context += " " + token
+
+
+def test_generate_fields_and_finish_reasons(client: httpx.Client) -> None:
+    length, stopped = generate(
+        client,
+        {"prompt": "the sun", "max_new_tokens": 5, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 7},
+        {"prompt": "In the", "max_new_tokens": 200, "temperature": 1.0, "seed": 3, "stop": [".", ","]},
+    )
+    assert length["finish_reason"] in ("length", "eos") and len(length["tokens"]) <= 5
+    if length["finish_reason"] == "length":
+        assert len(length["tokens"]) == 5
+    assert length["prompt_tokens"] == 2 and isinstance(length["text"], str)
+    assert stopped["finish_reason"] in ("stop", "eos")
+    if stopped["finish_reason"] == "stop":
+        assert stopped["tokens"][-1] in (".", ",")
+        assert "." not in stopped["tokens"][:-1] and "," not in stopped["tokens"][:-1]
+    assert "<unk>" not in length["tokens"] + stopped["tokens"]
+
+
+def test_seeded_sampling_is_reproducible_alone_or_batched(client: httpx.Client) -> None:
+    request = {"prompt": "He was", "max_new_tokens": 15, "temperature": 1.2, "top_p": 0.9, "seed": 42}
+    first = generate(client, request)[0]
+    assert generate(client, request)[0] == first
+    others = [{"prompt": f"the {w}", "max_new_tokens": 4 + i, "seed": i} for i, w in enumerate(["war", "a", "in"])]
+    batched = generate(client, others[0], request, *others[1:])
+    assert batched[1] == first
+    unseeded = {k: v for k, v in request.items() if k != "seed"} | {"max_new_tokens": 30}
+    assert len({generate(client, unseeded)[0]["text"] for _ in range(3)}) > 1
+
+
+def test_metrics_exposes_nextword_metrics(client: httpx.Client) -> None:
+    predict(client, {"text": "zzzunknown the"})
+    generate(client, {"prompt": "the", "max_new_tokens": 3})
+    text = client.get("/metrics").text
+    for name in ("nextword_batch_size_bucket", "nextword_inference_seconds_bucket", "nextword_tokens_processed_total",
+                 "nextword_tokens_generated_total", "nextword_unknown_tokens_total", "nextword_model_info",
+                 "bentoml_service_request_total"):
+        assert name in text, name
+    assert re.search(r'nextword_model_info\{architecture="lstm",device="cpu",tag="nextword-test:\w+"\} 1\.0', text)
+    generated = float(re.search(r"^nextword_tokens_generated_total (\S+)", text, re.M).group(1))
+    assert generated >= 1
+
+
+def test_openapi_documents_every_field(client: httpx.Client) -> None:
+    schemas = client.get("/docs.json").json()["components"]["schemas"]
+    for model, fields in {
+        "NextWordInput": ("text", "top_k"),
+        "GenerateInput": ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop"),
+    }.items():
+        for field in fields:
+            prop = schemas[model]["properties"][field]
+            assert prop.get("description") and prop.get("examples"), f"{model}.{field}"
+
+
+BAD_REQUESTS = [
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": 0}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": 101}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": "many"}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"top_k": 3}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": None}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": "x" * 2001}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": "a " * 300}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": "a", "extra": 1}]}, "extra"),
+    ("/predict_next", {"inputs": []}, "inputs"),
+    ("/predict_next", {"inputs": [{"text": "a"}] * 65}, "inputs"),
+    ("/predict_next", {"inputs": "text"}, "inputs"),
+    ("/predict_next", {}, "inputs"),
+    ("/predict_next", [], ""),
+    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": 0}]}, "max_new_tokens"),
+    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": 257}]}, "max_new_tokens"),
+    ("/generate", {"inputs": [{"prompt": "a", "temperature": -1}]}, "temperature"),
+    ("/generate", {"inputs": [{"prompt": "a", "temperature": 5.5}]}, "temperature"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_p": 0}]}, "top_p"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_p": 1.5}]}, "top_p"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_k": -1}]}, "top_k"),
+    ("/generate", {"inputs": [{"prompt": "a", "seed": -5}]}, "seed"),
+    ("/generate", {"inputs": [{"prompt": "a", "stop": ["."] * 9}]}, "stop"),
+    ("/generate", {"inputs": [{"prompt": "a", "stop": [" "]}]}, "stop"),
+    ("/generate", {"inputs": [{"prompt": "a", "stop": "."}]}, "stop"),
+    ("/generate", {"inputs": [{"prompt": 5}]}, "prompt"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), BAD_REQUESTS)
+def test_bad_input_is_a_4xx_naming_the_field(client: httpx.Client, path: str, body, field: str) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == 400, response.text
+    payload = response.json()
+    assert "error" in payload
+    assert any(field in [str(part) for part in d["loc"]] for d in payload["detail"]) or field == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [(b"{not json", "application/json"), (b"\xff\xfe", "application/json"), (b"", "application/json")],
+)
+def test_malformed_bodies_get_400(client: httpx.Client, content: bytes, content_type: str) -> None:
+    response = client.post("/predict_next", content=content, headers={"content-type": content_type})
+    assert response.status_code == 400 and "error" in response.json()
+
+
+def test_oversized_body_gets_413(client: httpx.Client) -> None:
+    response = client.post("/generate", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "NEXTWORD_MAX_BODY_BYTES" in response.json()["error"]
+
+    def chunks():
+        for _ in range(40):
+            yield b"y" * 50_000
+
+    response = client.post("/generate", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_server_still_answers_after_bad_input(client: httpx.Client) -> None:
+    for path, body, _ in BAD_REQUESTS:
+        client.post(path, json=body)
+    assert client.get("/readyz").status_code == 200
+    assert predict(client, {"text": "the"})[0]["predictions"]
