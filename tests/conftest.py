@@ -48,8 +48,18 @@ def tiny_model_tag(tiny_corpus_file: Path) -> str:
     from training.train import TrainConfig, export, train
 
     config = TrainConfig(
-        corpus=str(tiny_corpus_file), model_name="nextword-test", hidden_size=32, num_layers=1,
-        dropout=0.0, max_vocab=1500, batch_size=16, bptt=20, lr=1e-2, epochs=1, max_minutes=2, device="cpu",
+        corpus=str(tiny_corpus_file),
+        model_name="nextword-test",
+        hidden_size=32,
+        num_layers=1,
+        dropout=0.0,
+        max_vocab=1500,
+        batch_size=16,
+        bptt=20,
+        lr=1e-2,
+        epochs=1,
+        max_minutes=2,
+        device="cpu",
     )
     corpus = load_corpus(config.corpus)
     return export(config, corpus, train(config, corpus))
@@ -67,11 +77,23 @@ class Server:
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="nextword-server-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="nextword-server-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the server)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "service.service:NextWord",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "service.service:NextWord",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 120) -> None:

@@ -47,7 +47,10 @@ def test_train_cli_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
     path, message = bad_corpora(tmp_path)[case]
     result = subprocess.run(
         [sys.executable, "-m", "training.train", "--corpus", str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error:") and message in result.stderr

@@ -11,8 +11,18 @@ import pytest
 pytestmark = pytest.mark.slow
 
 PREFIXES = [
-    "the sun rises in the", "", "In 1990 , the", "He was born in", "The album", "It is a", "of the",
-    "zzzunknownword and the", "The river 's mouth is", "after the war", "she", "The game was released",
+    "the sun rises in the",
+    "",
+    "In 1990 , the",
+    "He was born in",
+    "The album",
+    "It is a",
+    "of the",
+    "zzzunknownword and the",
+    "The river 's mouth is",
+    "after the war",
+    "she",
+    "The game was released",
 ]
 
 
@@ -124,9 +134,15 @@ def test_metrics_exposes_nextword_metrics(client: httpx.Client) -> None:
     predict(client, {"text": "zzzunknown the"})
     generate(client, {"prompt": "the", "max_new_tokens": 3})
     text = client.get("/metrics").text
-    for name in ("nextword_batch_size_bucket", "nextword_inference_seconds_bucket", "nextword_tokens_processed_total",
-                 "nextword_tokens_generated_total", "nextword_unknown_tokens_total", "nextword_model_info",
-                 "bentoml_service_request_total"):
+    for name in (
+        "nextword_batch_size_bucket",
+        "nextword_inference_seconds_bucket",
+        "nextword_tokens_processed_total",
+        "nextword_tokens_generated_total",
+        "nextword_unknown_tokens_total",
+        "nextword_model_info",
+        "bentoml_service_request_total",
+    ):
         assert name in text, name
     assert re.search(r'nextword_model_info\{architecture="lstm",device="cpu",tag="nextword-test:\w+"\} 1\.0', text)
     generated = float(re.search(r"^nextword_tokens_generated_total (\S+)", text, re.M).group(1))

@@ -14,8 +14,17 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
     stored = bentoml.models.get(tiny_model_tag)
     meta = stored.info.metadata
     assert stored.info.labels["architecture"] == "lstm"
-    for key in ("parameters", "vocab_size", "corpus_sha256", "train_tokens", "test_perplexity",
-                "test_top1_accuracy", "test_top5_accuracy", "train_seconds", "torch_version"):
+    for key in (
+        "parameters",
+        "vocab_size",
+        "corpus_sha256",
+        "train_tokens",
+        "test_perplexity",
+        "test_top1_accuracy",
+        "test_top5_accuracy",
+        "train_seconds",
+        "torch_version",
+    ):
         assert key in meta, key
     assert meta["test_perplexity"] > 1
 
@@ -31,7 +40,10 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
 def test_evaluate_cli_against_store(tiny_model_tag: str, tiny_corpus_file) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "training.evaluate", tiny_model_tag, "--corpus", str(tiny_corpus_file)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     ppl = float(result.stdout.split("test perplexity ")[1].split(",")[0])
@@ -42,6 +54,9 @@ def test_evaluate_cli_against_store(tiny_model_tag: str, tiny_corpus_file) -> No
 def test_evaluate_cli_unknown_tag(tiny_corpus_file) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "training.evaluate", "nope:latest", "--corpus", str(tiny_corpus_file)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2 and "not in the BentoML store" in result.stderr

@@ -11,8 +11,10 @@ tok = Tokenizer()
         ("The sun rises in the", ["The", "sun", "rises", "in", "the"]),
         ("It's well-known.", ["It", "'s", "well", "@-@", "known", "."]),
         ("I don't know, we've seen it!", ["I", "don", "'t", "know", ",", "we", "'ve", "seen", "it", "!"]),
-        ("It cost $1,000.50 (about 3.5-inch)", ["It", "cost", "$", "1", "@,@", "000", "@.@", "50", "(", "about",
-                                                 "3", "@.@", "5", "@-@", "inch", ")"]),
+        (
+            "It cost $1,000.50 (about 3.5-inch)",
+            ["It", "cost", "$", "1", "@,@", "000", "@.@", "50", "(", "about", "3", "@.@", "5", "@-@", "inch", ")"],
+        ),
         ('He said "yes" in the U.S.', ["He", "said", '"', "yes", '"', "in", "the", "U.S."]),
         ("Mr. Smith", ["Mr.", "Smith"]),
         ("", []),
