@@ -22,6 +22,7 @@ from models.bundle import load_bundle
 from models.device import pick_device
 from training.corpus import CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream
+from training.download import default_corpus
 
 EVAL_BATCH_SIZE = 10
 EVAL_BPTT = 35
@@ -67,13 +68,13 @@ def evaluate(model: nn.Module, stream: Tensor, device: torch.device) -> EvalResu
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("tag", help="model tag in the BentoML store, e.g. nextword:latest")
-    parser.add_argument("--corpus", default="../shared/data/wikitext-2", help="corpus directory or text file")
+    parser.add_argument("--corpus", default="auto", help="corpus directory, text file, or auto (the default corpus)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)
         bundle = load_bundle(args.tag, device)
-        corpus = load_corpus(args.corpus)
+        corpus = load_corpus(default_corpus() if args.corpus == "auto" else args.corpus)
     except (CorpusError, LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ from models.tokenizer import Tokenizer, TokenizerSettings
 from models.vocab import Vocabulary
 from training.corpus import Corpus, CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream, line_tokens
+from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
 
@@ -41,7 +42,7 @@ from training.export import check_scripted, save_to_store, script_model
 class TrainConfig:
     """Every training option; the defaults are the ``make train`` model."""
 
-    corpus: str = "../shared/data/wikitext-2"
+    corpus: str = "auto"  # the shared WikiText-2, else a verified download (training.download)
     model_name: str = "nextword"
     architecture: str = "lstm"
     hidden_size: int = 256
@@ -236,7 +237,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
     add = parser.add_argument
-    add("--corpus", default=defaults.corpus, help="directory with train/valid/test.txt, or one text file")
+    add("--corpus", default=defaults.corpus, help="directory with train/valid/test.txt, one text file, or auto")
     add("--model-name", default=defaults.model_name, help="name in the BentoML store")
     add("--architecture", default=defaults.architecture, choices=ARCHITECTURES)
     add("--hidden-size", type=int, default=defaults.hidden_size, help="hidden units per layer (= embedding size)")
@@ -267,7 +268,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     try:
-        corpus = load_corpus(config.corpus)
+        corpus = load_corpus(default_corpus() if config.corpus == "auto" else config.corpus)
         pick_device(config.device)
     except (CorpusError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,73 @@
+# nextword: the front door. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.installed
+TORCH       := torch==2.13.0
+
+CORPUS      ?= auto
+MODEL_NAME  ?= nextword
+MODEL       ?= $(MODEL_NAME):latest
+PORT        ?= 3000
+TRAIN_ARGS  ?=
+LOAD_USERS  ?= 32
+LOAD_TIME   ?= 30s
+REPORTS     ?= reports
+
+export NEXTWORD_MODEL ?= $(MODEL)
+
+.PHONY: help install train model serve test bench loadtest build containerize lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@echo "  variables: CORPUS=$(CORPUS) MODEL_NAME=$(MODEL_NAME) PORT=$(PORT) TRAIN_ARGS='$(TRAIN_ARGS)'"
+
+install: $(STAMP) ## Create .venv with torch (CPU wheel, pinned, first) and the pinned requirements
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+train: install ## Train the default model on CORPUS and save it to the BentoML store
+	$(BIN)/python -m training.train --corpus $(CORPUS) --model-name $(MODEL_NAME) $(TRAIN_ARGS)
+
+model: install ## Train the default model only if the store has no MODEL_NAME yet
+	@$(BIN)/bentoml models get $(MODEL) >/dev/null 2>&1 \
+		&& echo "using $(MODEL) from the BentoML store" \
+		|| $(MAKE) --no-print-directory train
+
+serve: model ## Serve MODEL on PORT (training a default model first if the store has none)
+	$(BIN)/bentoml serve service.service:NextWord --port $(PORT)
+
+test: install ## Run the test suite (trains a tiny model into a temporary store)
+	$(BIN)/python -m pytest
+
+bench: model ## Benchmark the model in process and the service over HTTP; prints a table, writes JSON
+	$(BIN)/python -m bench.run --model $(MODEL)
+
+loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV and HTML in REPORTS
+	$(BIN)/python -m bench.loadtest --users $(LOAD_USERS) --run-time $(LOAD_TIME) --reports $(REPORTS)
+
+build: model ## Build a Bento holding the service code and the pinned model
+	$(BIN)/bentoml build
+
+containerize: build ## Build a container image of the latest Bento (needs a Docker engine)
+	@docker info >/dev/null 2>&1 || { \
+		echo "error: no Docker engine is running here, so 'bentoml containerize' cannot build an image."; \
+		echo "       The Bento is built (bentoml list); containerize it where Docker runs:"; \
+		echo "       bentoml export nextword:latest nextword.bento, then bentoml import + containerize."; \
+		exit 1; }
+	$(BIN)/bentoml containerize nextword:latest
+
+lint: install ## Check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean: ## Remove caches and reports (keeps .venv and the BentoML store)
+	rm -rf .pytest_cache .ruff_cache $(REPORTS) bench/results
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,104 @@
+"""The default corpus: the shared WikiText-2 folder, or a verified download.
+
+Usage::
+
+    python -m training.download      # prints the corpus directory to use
+
+Where ``../shared/data/wikitext-2`` (beside this repository) exists it is the
+default. Elsewhere WikiText-2 is downloaded once from its public source, its
+SHA-256 checked, and unpacked into a cache outside the repository
+(``$NEXTWORD_CACHE``, default ``~/.cache/nextword``) as train/valid/test.txt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import httpx
+
+from training.corpus import SPLITS, CorpusError
+
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"
+WIKITEXT2_URLS = (
+    "https://wikitext.smerity.com/wikitext-2-v1.zip",
+    "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
+)
+WIKITEXT2_SHA256 = "92675f1d63015c1c8b51f1656a52d5bdbc33aafa60cc47a218a66e7ee817488c"
+# Archive member for each of our split names.
+WIKITEXT2_MEMBERS = {split: f"wikitext-2/wiki.{split}.tokens" for split in SPLITS}
+OFFLINE_HINT = "point CORPUS= (make) or --corpus at a directory with train/valid/test.txt or one text file"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NEXTWORD_CACHE", Path.home() / ".cache" / "nextword"))
+
+
+def default_corpus() -> Path:
+    """The shared corpus where present, else the cached (or freshly downloaded) WikiText-2."""
+    if all((SHARED_CORPUS / f"{split}.txt").is_file() for split in SPLITS):
+        return SHARED_CORPUS
+    return ensure_wikitext2(cache_dir() / "wikitext-2")
+
+
+def ensure_wikitext2(target: Path, urls: tuple[str, ...] = WIKITEXT2_URLS, sha256: str = WIKITEXT2_SHA256) -> Path:
+    """Download, verify and unpack WikiText-2 into ``target`` unless it is already there."""
+    if all((target / f"{split}.txt").is_file() for split in SPLITS):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    failures = []
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        archive = Path(scratch) / "wikitext-2.zip"
+        for url in urls:
+            try:
+                digest = _download(url, archive)
+            except httpx.HTTPError as error:
+                failures.append(f"{url}: {error}")
+                continue
+            if digest != sha256:
+                raise CorpusError(f"checksum mismatch for {url}: got sha256 {digest}, expected {sha256}")
+            unpacked = Path(scratch) / "unpacked"
+            _unpack(archive, unpacked)
+            shutil.rmtree(target, ignore_errors=True)
+            unpacked.rename(target)  # whole folder at once: no half-written cache
+            return target
+    raise CorpusError(f"could not download WikiText-2 ({'; '.join(failures)}); {OFFLINE_HINT}")
+
+
+def _download(url: str, path: Path) -> str:
+    print(f"downloading {url}", file=sys.stderr)
+    digest = hashlib.sha256()
+    with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response, path.open("wb") as file:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+            file.write(chunk)
+    return digest.hexdigest()
+
+
+def _unpack(archive: Path, folder: Path) -> None:
+    folder.mkdir()
+    with zipfile.ZipFile(archive) as zipped:
+        for split, member in WIKITEXT2_MEMBERS.items():
+            try:
+                (folder / f"{split}.txt").write_bytes(zipped.read(member))
+            except KeyError:
+                raise CorpusError(f"archive has no {member}") from None
+
+
+def main() -> int:
+    try:
+        print(default_corpus())
+    except CorpusError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
