@@ -39,12 +39,7 @@ def observe_batch(endpoint: str, size: int) -> Iterator[None]:
         metrics.INFERENCE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
 
 
-@bentoml.service(
-    name="nextword",
-    workers=SETTINGS.workers,
-    traffic={"timeout": SETTINGS.timeout_s, "max_concurrency": SETTINGS.max_concurrency},
-    logging={"access": {"enabled": SETTINGS.access_log}},
-)
+@bentoml.service(name="nextword", **SETTINGS.service_config())
 class NextWord:
     """Next-word prediction and text generation with a recurrent language model."""
 
@@ -64,11 +59,7 @@ class NextWord:
     def __is_ready__(self) -> bool:
         return self.ready
 
-    @bentoml.api(
-        batchable=SETTINGS.batching,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
-    )
+    @bentoml.api(**SETTINGS.api_options())
     def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
         """Top-k next words, with probabilities, for each text prefix."""
         with observe_batch("predict_next", len(inputs)):
@@ -77,11 +68,7 @@ class NextWord:
         metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(o.unknown for o in outputs))
         return outputs
 
-    @bentoml.api(
-        batchable=SETTINGS.batching,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
-    )
+    @bentoml.api(**SETTINGS.api_options())
     def generate(self, inputs: GenerateBatch) -> list[GenerateOutput]:
         """Continue each prompt by sampling from the model."""
         with observe_batch("generate", len(inputs)):

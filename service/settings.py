@@ -92,6 +92,22 @@ class Settings:
             access_log=switch("NEXTWORD_ACCESS_LOG"),
         )
 
+    def service_config(self) -> dict:
+        """Keyword arguments for ``@bentoml.service``."""
+        return {
+            "workers": self.workers,
+            "traffic": {"timeout": self.timeout_s, "max_concurrency": self.max_concurrency},
+            "logging": {"access": {"enabled": self.access_log}},
+        }
+
+    def api_options(self) -> dict:
+        """Keyword arguments for each batchable ``@bentoml.api``."""
+        return {
+            "batchable": self.batching,
+            "max_batch_size": self.max_batch_size,
+            "max_latency_ms": self.max_latency_ms,
+        }
+
     def threads_per_worker(self) -> int:
         """Split the cores between workers so they do not oversubscribe the CPU."""
         if self.torch_threads:

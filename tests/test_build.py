@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from service.launcher import REPO
 
 pytestmark = pytest.mark.slow
 

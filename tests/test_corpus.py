@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from service.launcher import REPO
 from training.corpus import CorpusError, load_corpus
 
 

@@ -7,7 +7,7 @@ import bentoml
 import torch
 
 from models.bundle import load_bundle
-from tests.conftest import REPO
+from service.launcher import REPO
 
 
 def test_store_round_trip(tiny_model_tag: str) -> None:

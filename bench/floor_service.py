@@ -1,0 +1,26 @@
+"""An empty endpoint with the service's request and response shape: the HTTP floor.
+
+Started exactly like the real service (same settings, batching, validation),
+it answers without a model, so its requests/s is the most the HTTP stack
+gives on this machine.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+from service.schemas import NextWordBatch, NextWordOutput, WordProbability
+from service.settings import SETTINGS
+
+FIXED = NextWordOutput(
+    predictions=[WordProbability(word=w, probability=0.1) for w in ("the", "a", "of", "and", "in")],
+    tokens=10,
+    unknown=0,
+)
+
+
+@bentoml.service(name="nextword-floor", **SETTINGS.service_config())
+class Floor:
+    @bentoml.api(**SETTINGS.api_options())
+    def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
+        return [FIXED] * len(inputs)

@@ -1,0 +1,212 @@
+"""Benchmark: the model in process, the HTTP floor, and the service over HTTP.
+
+Usage::
+
+    python -m bench.run --model nextword:latest [--duration 10] [--output bench/results/bench.json]
+
+Load comes from wrk (C, one thread, epoll; Debian package ``wrk``) with a Lua
+script that POSTs a fixed JSON body, so the generator is not the bottleneck
+on 2 cores. Servers are started with ``bentoml serve`` on loopback, one at a
+time; batch sizes are read back from the server's own ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+
+from models.bundle import load_bundle
+from service.inference import Predictor
+from service.launcher import REPO, Server
+from service.schemas import NextWordInput
+from service.settings import SETTINGS
+
+PREFIX = "The game was released in North America on the same"  # 10 words
+CLIENTS = (1, 8, 32, 64)
+IN_PROCESS_BATCHES = (1, 8, 32, 128)
+GENERATE_TOKENS = 20
+
+
+def in_process_limit(model_tag: str, seconds: float) -> dict[int, float]:
+    """Queries/s of Predictor.predict_next (tokenize -> model -> top-k) by batch size."""
+    torch.set_num_threads(SETTINGS.threads_per_worker())
+    predictor = Predictor(load_bundle(model_tag, torch.device("cpu")), torch.device("cpu"))
+    results = {}
+    for batch in IN_PROCESS_BATCHES:
+        inputs = [NextWordInput(text=PREFIX, top_k=5)] * batch
+        predictor.predict_next(inputs)
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            predictor.predict_next(inputs)
+            calls += 1
+        results[batch] = calls * batch / elapsed
+    return results
+
+
+def wrk(url: str, body: object, connections: int, seconds: float) -> dict:
+    """One wrk run; returns requests/s, p50/p99 latency (ms) and error counts."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(body, file)
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(REPO / "bench" / "post.lua"),
+        url,
+    ]
+    output = subprocess.run(
+        command, capture_output=True, text=True, env={"WRK_BODY_FILE": file.name}, check=True
+    ).stdout
+    Path(file.name).unlink()
+    summary = json.loads(output.split("WRK_JSON ", 1)[1])
+    return {
+        "rps": summary["requests"] / (summary["duration_us"] / 1e6),
+        "p50_ms": summary["p50_us"] / 1000,
+        "p99_ms": summary["p99_us"] / 1000,
+        "errors": summary["socket_errors"] + summary["status_errors"],
+    }
+
+
+def metric_totals(url: str) -> dict[str, float]:
+    """Sums of the server's nextword_* samples, keyed by 'name{endpoint}'."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name.startswith("nextword_") and not sample.name.endswith("_bucket"):
+                key = f"{sample.name}{{{sample.labels.get('endpoint', '')}}}"
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+def measured(server: Server, path: str, body: object, connections: int, seconds: float) -> dict:
+    """wrk after a short warm-up, with the mean server batch size and tokens generated."""
+    endpoint = path.strip("/")
+    wrk(server.url + path, body, connections, 2)  # warm-up: adaptive batching learns its latency
+    before = metric_totals(server.url)
+    result = wrk(server.url + path, body, connections, seconds)
+    after = metric_totals(server.url)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    batches = delta(f"nextword_batch_size_count{{{endpoint}}}")
+    result["mean_batch"] = delta(f"nextword_batch_size_sum{{{endpoint}}}") / batches if batches else 0.0
+    result["generated_tokens_per_s"] = delta("nextword_tokens_generated_total{}") / seconds
+    return result
+
+
+def one_input(n: int = 1) -> dict:
+    return {"inputs": [{"text": PREFIX, "top_k": 5}] * n}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="nextword:latest", help="model tag in the BentoML store")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per HTTP measurement")
+    parser.add_argument("--output", default=str(REPO / "bench" / "results" / "bench.json"))
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0].strip()
+    print(f"load generator: {version}, 1 thread, Lua POST body (bench/post.lua); {args.duration:g}s per run")
+
+    results: dict = {"model": args.model, "load_generator": version, "duration_s": args.duration}
+    results["in_process_qps"] = in_process_limit(args.model, min(args.duration, 5))
+    env = {"NEXTWORD_MODEL": args.model}
+
+    with Server("bench.floor_service:Floor", env) as floor:
+        results["floor_64"] = measured(floor, "/predict_next", one_input(), 64, args.duration)
+    for batching in ("on", "off"):
+        with Server(env={**env, "NEXTWORD_BATCHING": batching}) as server:
+            results[f"predict_batching_{batching}"] = {
+                c: measured(server, "/predict_next", one_input(), c, args.duration) for c in CLIENTS
+            }
+            if batching == "on":
+                results["predict_32_inputs_8_clients"] = measured(
+                    server, "/predict_next", one_input(32), 8, args.duration
+                )
+                generate_body = {
+                    "inputs": [
+                        {"prompt": "The game was", "max_new_tokens": GENERATE_TOKENS, "temperature": 0.8, "top_k": 40}
+                    ]
+                }
+                results["generate"] = {
+                    c: measured(server, "/generate", generate_body, c, args.duration) for c in (1, 32)
+                }
+
+    on64, off64 = results["predict_batching_on"][64], results["predict_batching_off"][64]
+    multi = results["predict_32_inputs_8_clients"]
+    results["ratios"] = {
+        "service_over_floor_64": on64["rps"] / results["floor_64"]["rps"],
+        "batching_on_over_off_64": on64["rps"] / off64["rps"],
+        "multi_input_over_in_process_128": multi["rps"] * 32 / results["in_process_qps"][128],
+    }
+    print(report(results))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def report(r: dict) -> str:
+    lines = ["", "in process (tokenize -> model -> top-5, 10-word prefix)", "  batch   queries/s"]
+    lines += [f"  {b:5d}  {q:10.0f}" for b, q in r["in_process_qps"].items()]
+    lines += [
+        "",
+        "over HTTP, /predict_next, one input per request",
+        "  server              clients   req/s   p50 ms   p99 ms  mean batch  errors",
+    ]
+
+    def row(name: str, clients: int, m: dict, scale: int = 1) -> str:
+        return (
+            f"  {name:18s}  {clients:7d}  {m['rps'] * scale:6.0f}  {m['p50_ms']:7.1f}  {m['p99_ms']:7.1f}"
+            f"  {m['mean_batch']:10.1f}  {m['errors']:6d}"
+        )
+
+    lines.append(row("HTTP floor", 64, r["floor_64"]))
+    for batching in ("on", "off"):
+        lines += [row(f"batching {batching}", c, m) for c, m in r[f"predict_batching_{batching}"].items()]
+    m = r["predict_32_inputs_8_clients"]
+    lines += [
+        "",
+        "  32 inputs/request  clients   req/s   p50 ms   p99 ms  mean batch  errors  queries/s",
+        row("batching on", 8, m) + f"  {m['rps'] * 32:9.0f}",
+    ]
+    lines += [
+        "",
+        f"/generate, {GENERATE_TOKENS} new tokens each",
+        "  clients   req/s   tokens/s   p50 ms   p99 ms  mean batch  errors",
+    ]
+    lines += [
+        f"  {c:7d}  {g['rps']:6.1f}  {g['generated_tokens_per_s']:9.0f}  {g['p50_ms']:7.1f}  {g['p99_ms']:7.1f}"
+        f"  {g['mean_batch']:10.1f}  {g['errors']:6d}"
+        for c, g in r["generate"].items()
+    ]
+    ratios = r["ratios"]
+    lines += [
+        "",
+        "ratios (targets in brackets)",
+        f"  service / HTTP floor at 64 clients:           {ratios['service_over_floor_64']:.2f}  [>= 0.80]",
+        f"  batching on / off at 64 clients:              {ratios['batching_on_over_off_64']:.2f}  [> 1]",
+        f"  32 inputs/request / in-process at batch 128:  {ratios['multi_input_over_in_process_128']:.2f}  [>= 0.50]",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
