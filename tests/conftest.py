@@ -53,6 +53,7 @@ def tiny_model_tag(tiny_corpus_file: Path) -> str:
         max_vocab=1500,
         batch_size=16,
         bptt=20,
+        optimizer="adam",
         lr=1e-2,
         epochs=1,
         max_minutes=2,
@@ -64,7 +65,7 @@ def tiny_model_tag(tiny_corpus_file: Path) -> str:
 
 @pytest.fixture(scope="session")
 def server(tiny_model_tag: str) -> Iterator[Server]:
-    srv = Server({"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_MAX_BATCH_SIZE": "64"})
+    srv = Server(env={"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_MAX_BATCH_SIZE": "64"})
     try:
         srv.wait_ready()
         yield srv

@@ -26,7 +26,8 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
         "torch_version",
     ):
         assert key in meta, key
-    assert meta["test_perplexity"] > 1
+    # Learned something: far better than a uniform guess over the vocabulary.
+    assert 1 < meta["test_perplexity"] < 0.2 * meta["vocab_size"]
 
     bundle = load_bundle(tiny_model_tag, torch.device("cpu"))
     again = load_bundle(tiny_model_tag, torch.device("cpu"))

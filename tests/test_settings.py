@@ -1,0 +1,39 @@
+"""Service settings from the environment, and the README that documents them."""
+
+import re
+
+import pytest
+
+from service import metrics
+from service.launcher import REPO
+from service.settings import VARIABLES, Settings
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.model_tag == "nextword:latest" and settings.device == "auto" and settings.batching
+    assert settings.api_options()["max_batch_size"] == 128
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NEXTWORD_WORKERS", "zero"),
+        ("NEXTWORD_WORKERS", "0"),
+        ("NEXTWORD_DEVICE", "tpu"),
+        ("NEXTWORD_BATCHING", "maybe"),
+        ("NEXTWORD_MAX_BATCH_SIZE", "1"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_readme_documents_every_variable_and_metric() -> None:
+    readme = (REPO / "README.md").read_text()
+    for name, (default, _) in VARIABLES.items():
+        assert re.search(rf"\| `{name}` \| `{re.escape(default)}` \|", readme), name
+    for metric in vars(metrics).values():
+        if hasattr(metric, "_name"):
+            assert f"`{metric._name}" in readme, metric._name
