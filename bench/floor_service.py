@@ -1,8 +1,8 @@
 """An empty endpoint with the service's request and response shape: the HTTP floor.
 
 Started exactly like the real service (same settings, batching, validation),
-it answers without a model, so its requests/s is the most the HTTP stack
-gives on this machine.
+it answers at once without a model or batching, so its requests/s is the most
+the HTTP stack gives on this machine.
 """
 
 from __future__ import annotations
@@ -22,5 +22,5 @@ FIXED = NextWordOutput(
 @bentoml.service(name="nextword-floor", **SETTINGS.service_config())
 class Floor:
     @bentoml.api(**SETTINGS.api_options())
-    def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
+    async def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
         return [FIXED] * len(inputs)

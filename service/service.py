@@ -1,18 +1,18 @@
 """The nextword BentoML service.
 
 Start it with ``bentoml serve service.service:NextWord`` (or ``make serve``).
-It loads ``NEXTWORD_MODEL`` from the BentoML store once per worker, serves one
-warm-up batch, and only then reports ready on ``/readyz``. Both endpoints are
-batchable: BentoML merges concurrent requests into one call of the method,
-and each request gets its own slice of the answers back.
+Each worker loads ``NEXTWORD_MODEL`` from the BentoML store once, serves one
+warm-up batch, and only then reports ready on ``/readyz``. Requests are
+validated by BentoML against ``service.schemas``, merged into batches by
+``service.batcher`` (or BentoML's adaptive batching, see
+``NEXTWORD_BATCHING``), run by ``service.inference``, and measured here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
 import torch
@@ -20,23 +20,13 @@ import torch
 from models.bundle import load_bundle
 from models.device import pick_device
 from service import metrics
+from service.batcher import MicroBatcher
 from service.body_limit import BodySizeLimit
 from service.inference import Predictor
-from service.schemas import GenerateBatch, GenerateOutput, NextWordBatch, NextWordOutput
+from service.schemas import GenerateBatch, GenerateInput, GenerateOutput, NextWordBatch, NextWordInput, NextWordOutput
 from service.settings import SETTINGS
 
 logger = logging.getLogger("nextword")
-
-
-@contextmanager
-def observe_batch(endpoint: str, size: int) -> Iterator[None]:
-    """Record one batch's size and inference time."""
-    metrics.BATCH_SIZE.labels(endpoint).observe(size)
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        metrics.INFERENCE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
 
 
 @bentoml.service(name="nextword", **SETTINGS.service_config())
@@ -52,31 +42,50 @@ class NextWord:
         bundle = load_bundle(self.stored_model, device)
         self.predictor = Predictor(bundle, device)
         self.predictor.warm_up()
+        model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextword-model")
+        merge = SETTINGS.batching == "on"
+        self.predict_batcher = MicroBatcher(self._predict_batch, model_thread, SETTINGS.max_batch_size, merge)
+        self.generate_batcher = MicroBatcher(self._generate_batch, model_thread, SETTINGS.max_batch_size, merge)
         metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type).set(1)
-        logger.info("loaded %s (%s) on %s", bundle.tag, bundle.config.architecture, device)
+        logger.info(
+            "loaded %s (%s) on %s, batching %s", bundle.tag, bundle.config.architecture, device, SETTINGS.batching
+        )
         self.ready = True
 
     def __is_ready__(self) -> bool:
         return self.ready
 
     @bentoml.api(**SETTINGS.api_options())
-    def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
+    async def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
         """Top-k next words, with probabilities, for each text prefix."""
-        with observe_batch("predict_next", len(inputs)):
-            outputs = self.predictor.predict_next(inputs)
+        return await self.predict_batcher.submit(inputs)
+
+    @bentoml.api(**SETTINGS.api_options())
+    async def generate(self, inputs: GenerateBatch) -> list[GenerateOutput]:
+        """Continue each prompt by sampling from the model."""
+        return await self.generate_batcher.submit(inputs)
+
+    def _predict_batch(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
+        started = time.perf_counter()
+        outputs = self.predictor.predict_next(inputs)
+        record_batch("predict_next", len(inputs), time.perf_counter() - started)
         metrics.TOKENS_PROCESSED.labels("predict_next").inc(sum(o.tokens for o in outputs))
         metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(o.unknown for o in outputs))
         return outputs
 
-    @bentoml.api(**SETTINGS.api_options())
-    def generate(self, inputs: GenerateBatch) -> list[GenerateOutput]:
-        """Continue each prompt by sampling from the model."""
-        with observe_batch("generate", len(inputs)):
-            outputs = self.predictor.generate(inputs)
+    def _generate_batch(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
+        started = time.perf_counter()
+        outputs = self.predictor.generate(inputs)
+        record_batch("generate", len(inputs), time.perf_counter() - started)
         metrics.TOKENS_PROCESSED.labels("generate").inc(sum(o.prompt_tokens for o in outputs))
         metrics.UNKNOWN_TOKENS.labels("generate").inc(sum(o.unknown for o in outputs))
         metrics.TOKENS_GENERATED.inc(sum(len(o.tokens) for o in outputs))
         return outputs
+
+
+def record_batch(endpoint: str, size: int, seconds: float) -> None:
+    metrics.BATCH_SIZE.labels(endpoint).observe(size)
+    metrics.INFERENCE_SECONDS.labels(endpoint).observe(seconds)
 
 
 NextWord.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)

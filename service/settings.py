@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+BATCHING_MODES = ("on", "adaptive", "off")
+
 # name -> (default, description)
 VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_MODEL": ("nextword:latest", "model tag in the BentoML store"),
     "NEXTWORD_DEVICE": ("auto", "auto (CUDA when present), cpu or cuda"),
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
     "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers"),
-    "NEXTWORD_BATCHING": ("on", "server-side adaptive batching: on or off"),
-    "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs merged into one batch"),
-    "NEXTWORD_MAX_LATENCY_MS": ("10000", "batching deadline; requests that would miss it get 503"),
+    "NEXTWORD_BATCHING": ("on", "on: greedy micro-batching; adaptive: BentoML's; off: one request per batch"),
+    "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs merged into one batch (a larger request runs alone)"),
+    "NEXTWORD_MAX_LATENCY_MS": ("10000", "adaptive batching only: deadline; requests that would miss it get 503"),
     "NEXTWORD_MAX_INPUTS": ("64", "most inputs in one request"),
     "NEXTWORD_MAX_TEXT_CHARS": ("2000", "most characters in a text or prompt"),
     "NEXTWORD_MAX_TEXT_TOKENS": ("256", "most tokens in a text or prompt"),
@@ -36,7 +38,7 @@ class Settings:
     device: str
     workers: int
     torch_threads: int
-    batching: bool
+    batching: str
     max_batch_size: int
     max_latency_ms: int
     max_inputs: int
@@ -71,6 +73,9 @@ class Settings:
                 raise ValueError(f"{name} must be on or off, got {raw!r}")
             return raw in ("on", "1", "true")
 
+        batching = text("NEXTWORD_BATCHING").lower()
+        if batching not in BATCHING_MODES:
+            raise ValueError(f"NEXTWORD_BATCHING must be one of {', '.join(BATCHING_MODES)}, got {batching!r}")
         device = text("NEXTWORD_DEVICE")
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"NEXTWORD_DEVICE must be auto, cpu or cuda, got {device!r}")
@@ -79,7 +84,7 @@ class Settings:
             device=device,
             workers=integer("NEXTWORD_WORKERS", 1),
             torch_threads=integer("NEXTWORD_TORCH_THREADS", 0),
-            batching=switch("NEXTWORD_BATCHING"),
+            batching=batching,
             max_batch_size=integer("NEXTWORD_MAX_BATCH_SIZE", 2),
             max_latency_ms=integer("NEXTWORD_MAX_LATENCY_MS", 1),
             max_inputs=integer("NEXTWORD_MAX_INPUTS", 1),
@@ -101,9 +106,9 @@ class Settings:
         }
 
     def api_options(self) -> dict:
-        """Keyword arguments for each batchable ``@bentoml.api``."""
+        """Keyword arguments for each ``@bentoml.api`` that can batch."""
         return {
-            "batchable": self.batching,
+            "batchable": self.batching == "adaptive",
             "max_batch_size": self.max_batch_size,
             "max_latency_ms": self.max_latency_ms,
         }

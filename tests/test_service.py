@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from service.launcher import Server
+
 pytestmark = pytest.mark.slow
 
 PREFIXES = [
@@ -230,3 +232,15 @@ def test_server_still_answers_after_bad_input(client: httpx.Client) -> None:
         client.post(path, json=body)
     assert client.get("/readyz").status_code == 200
     assert predict(client, {"text": "the"})[0]["predictions"]
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "off"])
+def test_other_batching_modes_give_the_same_answers(mode: str, client: httpx.Client, tiny_model_tag: str) -> None:
+
+    requests = [{"text": text, "top_k": 3} for text in PREFIXES[:8]]
+    expected = [predict(client, r)[0] for r in requests]
+    env = {"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_BATCHING": mode}
+    with Server(env=env) as other, httpx.Client(base_url=other.url, timeout=60) as http, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda r: predict(http, r)[0], requests))
+    for want, got in zip(expected, answers, strict=True):
+        assert [p["word"] for p in want["predictions"]] == [p["word"] for p in got["predictions"]]

@@ -11,7 +11,7 @@ from service.settings import VARIABLES, Settings
 
 def test_defaults() -> None:
     settings = Settings.from_env({})
-    assert settings.model_tag == "nextword:latest" and settings.device == "auto" and settings.batching
+    assert settings.model_tag == "nextword:latest" and settings.device == "auto" and settings.batching == "on"
     assert settings.api_options()["max_batch_size"] == 128
 
 
@@ -21,7 +21,7 @@ def test_defaults() -> None:
         ("NEXTWORD_WORKERS", "zero"),
         ("NEXTWORD_WORKERS", "0"),
         ("NEXTWORD_DEVICE", "tpu"),
-        ("NEXTWORD_BATCHING", "maybe"),
+        ("NEXTWORD_BATCHING", "sometimes"),
         ("NEXTWORD_MAX_BATCH_SIZE", "1"),
     ],
 )
