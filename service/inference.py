@@ -47,10 +47,10 @@ class Predictor:
         self.vocab = bundle.vocab
         self.tokenizer = bundle.tokenizer
         self.device = device
-        # Ids never offered to clients: (V,) True where banned.
-        self.banned = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)
-        self.banned[[self.vocab.unk_id, self.vocab.eos_id]] = True
-        self.max_words = len(self.vocab) - int(self.banned.sum())
+        self.banned_ids = frozenset((self.vocab.unk_id, self.vocab.eos_id))  # never offered to clients
+        self.max_words = len(self.vocab) - len(self.banned_ids)
+        self.unk_mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)  # (V,) True at <unk>
+        self.unk_mask[self.vocab.unk_id] = True
 
     def encode(self, text: str) -> Encoded:
         ids = self.vocab.encode(self.tokenizer.tokenize(text))
@@ -59,22 +59,19 @@ class Predictor:
     @torch.inference_mode()
     def predict_next(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
         encoded = [self.encode(item.text) for item in inputs]
-        hidden = self._last_hidden([e.ids for e in encoded])  # (B, H)
-        probs = self.model.decode(hidden).softmax(dim=-1).masked_fill(self.banned, 0.0)  # (B, V)
-        k = min(max(item.top_k for item in inputs), self.max_words)
-        top_probs, top_ids = probs.topk(k, dim=-1)
-        top_probs, top_ids = top_probs.tolist(), top_ids.tolist()
-        return [
-            NextWordOutput(
-                predictions=[
-                    WordProbability(word=self.vocab.words[i], probability=p)
-                    for i, p in zip(top_ids[row][: item.top_k], top_probs[row][: item.top_k], strict=True)
-                ],
-                tokens=e.tokens,
-                unknown=e.unknown,
-            )
-            for row, (item, e) in enumerate(zip(inputs, encoded, strict=True))
-        ]
+        logits = self.model.decode(self._last_hidden([e.ids for e in encoded]))  # (B, V)
+        # Probabilities of the top words only: exp(logit - logsumexp), without a (B, V) softmax.
+        # The special ids may be among the top ones, so take that many more and drop them.
+        k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
+        top_logits, top_ids = logits.topk(k, dim=-1)
+        top_probs = (top_logits - logits.logsumexp(dim=-1, keepdim=True)).exp()
+        outputs = []
+        for item, e, ids, probs in zip(inputs, encoded, top_ids.tolist(), top_probs.tolist(), strict=True):
+            words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids][: item.top_k]
+            # Built without re-validation: every value comes from the model and vocabulary.
+            predictions = [WordProbability.model_construct(word=self.vocab.words[i], probability=p) for i, p in words]
+            outputs.append(NextWordOutput.model_construct(predictions=predictions, tokens=e.tokens, unknown=e.unknown))
+        return outputs
 
     @torch.inference_mode()
     def generate(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
@@ -94,11 +91,9 @@ class Predictor:
             top_p=torch.tensor([item.top_p for item in inputs], device=self.device),
         )
         hidden, state = self._prefill([e.ids for e in encoded])
-        unk_mask = torch.zeros_like(self.banned)
-        unk_mask[self.vocab.unk_id] = True
         active = list(range(len(rows)))  # rows still decoding, in batch order
         while active:
-            logits = self.model.decode(hidden).masked_fill(unk_mask, float("-inf"))  # (A, V)
+            logits = self.model.decode(hidden).masked_fill(self.unk_mask, float("-inf"))  # (A, V)
             uniforms = draw_uniforms([rows[r].generator for r in active], self.device)
             chosen = choose_next(logits, params, uniforms).tolist()
             for r, token in zip(active, chosen, strict=True):
