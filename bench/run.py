@@ -35,6 +35,7 @@ PREFIX = "The game was released in North America on the same"  # 10 words
 CLIENTS = (1, 8, 32, 64)
 IN_PROCESS_BATCHES = (1, 8, 32, 128)
 GENERATE_TOKENS = 20
+BATCHING_MODES = ("on", "adaptive", "off")  # NEXTWORD_BATCHING
 
 
 def in_process_limit(model_tag: str, seconds: float) -> dict[int, float]:
@@ -92,10 +93,11 @@ def metric_totals(url: str) -> dict[str, float]:
     return totals
 
 
-def measured(server: Server, path: str, body: object, connections: int, seconds: float) -> dict:
-    """wrk after a short warm-up, with the mean server batch size and tokens generated."""
+def measured(server: Server, path: str, body: object, connections: int, seconds: float, warm_up: bool = True) -> dict:
+    """wrk (after a 2 s warm-up run), with the mean server batch size and tokens generated."""
     endpoint = path.strip("/")
-    wrk(server.url + path, body, connections, 2)  # warm-up: adaptive batching learns its latency
+    if warm_up:  # adaptive batching learns its latency from the first requests
+        wrk(server.url + path, body, connections, 2)
     before = metric_totals(server.url)
     result = wrk(server.url + path, body, connections, seconds)
     after = metric_totals(server.url)
@@ -131,11 +133,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with Server("bench.floor_service:Floor", env) as floor:
         results["floor_64"] = measured(floor, "/predict_next", one_input(), 64, args.duration)
-    for batching in ("on", "off"):
+    for batching in BATCHING_MODES:
         with Server(env={**env, "NEXTWORD_BATCHING": batching}) as server:
             results[f"predict_batching_{batching}"] = {
                 c: measured(server, "/predict_next", one_input(), c, args.duration) for c in CLIENTS
             }
+            # One client again, right after the 64-client burst: does batching still make it wait?
+            results[f"predict_batching_{batching}_1_after_burst"] = measured(
+                server, "/predict_next", one_input(), 1, args.duration, warm_up=False
+            )
             if batching == "on":
                 results["predict_32_inputs_8_clients"] = measured(
                     server, "/predict_next", one_input(32), 8, args.duration
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     results["ratios"] = {
         "service_over_floor_64": on64["rps"] / results["floor_64"]["rps"],
         "batching_on_over_off_64": on64["rps"] / off64["rps"],
+        "batching_on_over_adaptive_64": on64["rps"] / results["predict_batching_adaptive"][64]["rps"],
         "multi_input_over_in_process_128": multi["rps"] * 32 / results["in_process_qps"][128],
     }
     print(report(results))
@@ -179,8 +186,9 @@ def report(r: dict) -> str:
         )
 
     lines.append(row("HTTP floor", 64, r["floor_64"]))
-    for batching in ("on", "off"):
+    for batching in BATCHING_MODES:
         lines += [row(f"batching {batching}", c, m) for c, m in r[f"predict_batching_{batching}"].items()]
+        lines.append(row(f"  {batching}, after 64", 1, r[f"predict_batching_{batching}_1_after_burst"]))
     m = r["predict_32_inputs_8_clients"]
     lines += [
         "",
@@ -203,6 +211,7 @@ def report(r: dict) -> str:
         "ratios (targets in brackets)",
         f"  service / HTTP floor at 64 clients:           {ratios['service_over_floor_64']:.2f}  [>= 0.80]",
         f"  batching on / off at 64 clients:              {ratios['batching_on_over_off_64']:.2f}  [> 1]",
+        f"  batching on / BentoML adaptive at 64 clients: {ratios['batching_on_over_adaptive_64']:.2f}",
         f"  32 inputs/request / in-process at batch 128:  {ratios['multi_input_over_in_process_128']:.2f}  [>= 0.50]",
     ]
     return "\n".join(lines)
