@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bentoml
 
-from service.schemas import NextWordBatch, NextWordOutput, WordProbability
+from service.schemas import NextWordBatch, NextWordOutput, NextWordResults, WordProbability
 from service.settings import SETTINGS
 
 FIXED = NextWordOutput(
@@ -22,5 +22,5 @@ FIXED = NextWordOutput(
 @bentoml.service(name="nextword-floor", **SETTINGS.service_config())
 class Floor:
     @bentoml.api(**SETTINGS.api_options())
-    async def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
+    async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         return [FIXED] * len(inputs)

@@ -23,7 +23,14 @@ from service import metrics
 from service.batcher import MicroBatcher
 from service.body_limit import BodySizeLimit
 from service.inference import Predictor
-from service.schemas import GenerateBatch, GenerateInput, GenerateOutput, NextWordBatch, NextWordInput, NextWordOutput
+from service.schemas import (
+    GenerateBatch,
+    GenerateInput,
+    GenerateResults,
+    NextWordBatch,
+    NextWordInput,
+    NextWordResults,
+)
 from service.settings import SETTINGS
 
 logger = logging.getLogger("nextword")
@@ -56,16 +63,16 @@ class NextWord:
         return self.ready
 
     @bentoml.api(**SETTINGS.api_options())
-    async def predict_next(self, inputs: NextWordBatch) -> list[NextWordOutput]:
+    async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         """Top-k next words, with probabilities, for each text prefix."""
         return await self.predict_batcher.submit(inputs)
 
     @bentoml.api(**SETTINGS.api_options())
-    async def generate(self, inputs: GenerateBatch) -> list[GenerateOutput]:
+    async def generate(self, inputs: GenerateBatch) -> GenerateResults:
         """Continue each prompt by sampling from the model."""
         return await self.generate_batcher.submit(inputs)
 
-    def _predict_batch(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
+    def _predict_batch(self, inputs: list[NextWordInput]) -> NextWordResults:
         started = time.perf_counter()
         outputs = self.predictor.predict_next(inputs)
         record_batch("predict_next", len(inputs), time.perf_counter() - started)
@@ -73,7 +80,7 @@ class NextWord:
         metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(o.unknown for o in outputs))
         return outputs
 
-    def _generate_batch(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
+    def _generate_batch(self, inputs: list[GenerateInput]) -> GenerateResults:
         started = time.perf_counter()
         outputs = self.predictor.generate(inputs)
         record_batch("generate", len(inputs), time.perf_counter() - started)

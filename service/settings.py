@@ -19,7 +19,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
     "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers"),
     "NEXTWORD_BATCHING": ("on", "on: greedy micro-batching; adaptive: BentoML's; off: one request per batch"),
-    "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs merged into one batch (a larger request runs alone)"),
+    "NEXTWORD_MAX_BATCH_SIZE": ("256", "most inputs merged into one batch (a larger request runs alone)"),
     "NEXTWORD_MAX_LATENCY_MS": ("10000", "adaptive batching only: deadline; requests that would miss it get 503"),
     "NEXTWORD_MAX_INPUTS": ("64", "most inputs in one request"),
     "NEXTWORD_MAX_TEXT_CHARS": ("2000", "most characters in a text or prompt"),

@@ -12,7 +12,7 @@ from service.settings import VARIABLES, Settings
 def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.model_tag == "nextword:latest" and settings.device == "auto" and settings.batching == "on"
-    assert settings.api_options()["max_batch_size"] == 128
+    assert settings.api_options()["max_batch_size"] == 256
 
 
 @pytest.mark.parametrize(
