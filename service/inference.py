@@ -132,11 +132,11 @@ class Predictor:
 
     def _padded(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
         """Right-pad id rows into (B, T) and return it with the (B,) lengths."""
-        lengths = torch.tensor([len(r) for r in rows], device=self.device)
-        batch = torch.full((len(rows), int(lengths.max())), self.vocab.eos_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            batch[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        return batch.to(self.device), lengths
+        lengths = [len(r) for r in rows]
+        width = max(lengths)
+        pad = self.vocab.eos_id  # any id: nothing reads the padded positions
+        batch = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
+        return batch.to(self.device), torch.tensor(lengths, device=self.device)
 
     def _last_hidden(self, rows: list[list[int]]) -> Tensor:
         """Top-layer output at each row's last real step, (B, H), in one pass."""
