@@ -78,10 +78,10 @@ class Predictor:
         encoded = [self.encode(item.prompt) for item in inputs]
         rows = [
             _Row(
-                item.max_new_tokens,
-                [self.vocab.encode(self.tokenizer.tokenize(s)) for s in item.stop],
-                row_generator(item.seed),
-                [],
+                max_new_tokens=item.max_new_tokens,
+                stops=[self.vocab.encode(self.tokenizer.tokenize(stop)) for stop in item.stop],
+                generator=row_generator(item.seed),
+                ids=[],
             )
             for item in inputs
         ]
@@ -151,15 +151,13 @@ class Predictor:
         end where some row ends, and each row's state is taken at its own end.
         """
         batch, lengths = self._padded(rows)
-        state = self.model.zero_state(len(rows))
-        last_hidden = torch.empty(len(rows), 0, device=self.device)
+        state = self.model.zero_state(len(rows))  # (S, L, B, H)
+        last_hidden = state.new_empty(len(rows), state.size(-1))  # (B, H)
         final_state = torch.empty_like(state)
         start = 0
         for end in sorted(set(lengths.tolist())):
             out, state = self.model.encode(batch[:, start:end], state)
             ending = lengths == end
-            if last_hidden.size(1) == 0:
-                last_hidden = torch.empty(len(rows), out.size(-1), dtype=out.dtype, device=self.device)
             last_hidden[ending] = out[ending, -1]
             final_state[:, :, ending] = state[:, :, ending]
             start = end
