@@ -48,6 +48,7 @@ test: install ## Run the test suite (trains a tiny model into a temporary store)
 	$(BIN)/python -m pytest
 
 bench: model ## Benchmark the model in process and the service over HTTP; prints a table, writes JSON
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.run --model $(MODEL)
 
 loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV and HTML in REPORTS
@@ -56,12 +57,13 @@ loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV
 build: model ## Build a Bento holding the service code and the pinned model
 	$(BIN)/bentoml build
 
-containerize: build ## Build a container image of the latest Bento (needs a Docker engine)
+containerize: ## Build the Bento and its container image (needs a Docker engine)
 	@docker info >/dev/null 2>&1 || { \
 		echo "error: no Docker engine is running here, so 'bentoml containerize' cannot build an image."; \
-		echo "       The Bento is built (bentoml list); containerize it where Docker runs:"; \
-		echo "       bentoml export nextword:latest nextword.bento, then bentoml import + containerize."; \
+		echo "       'make build' still builds the Bento; move it to a machine with Docker:"; \
+		echo "       bentoml export nextword:latest nextword.bento, there bentoml import + containerize."; \
 		exit 1; }
+	$(MAKE) --no-print-directory build
 	$(BIN)/bentoml containerize nextword:latest
 
 lint: install ## Check style with ruff
