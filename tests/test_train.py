@@ -1,0 +1,59 @@
+"""Training runs end to end on a small slice: seeded, budgeted, early-stopping."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from training.corpus import load_corpus
+from training.train import TrainConfig, parse_args, train
+
+SMALL = TrainConfig(
+    hidden_size=16,
+    num_layers=1,
+    dropout=0.0,
+    max_vocab=500,
+    batch_size=16,
+    bptt=20,
+    optimizer="adam",
+    lr=1e-2,
+    epochs=1,
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(tiny_corpus_file: Path):
+    return load_corpus(tiny_corpus_file)
+
+
+def test_same_seed_same_model(corpus) -> None:
+    first, second = train(SMALL, corpus), train(SMALL, corpus)
+    assert first.valid.loss == second.valid.loss
+    other = train(replace(SMALL, seed=7), corpus)
+    assert other.valid.loss != first.valid.loss
+
+
+def test_budget_stops_training(corpus, capsys) -> None:
+    outcome = train(replace(SMALL, epochs=5, max_minutes=1e-4), corpus)
+    assert outcome.epochs_run == 1 and "budget is spent" in capsys.readouterr().out
+
+
+def test_early_stopping_keeps_the_best_epoch(corpus, capsys) -> None:
+    # Without dropout this model overfits the slice within a few epochs.
+    outcome = train(replace(SMALL, epochs=15, patience=1, hidden_size=64, max_vocab=2000), corpus)
+    out = capsys.readouterr().out
+    assert "stopping early" in out and outcome.epochs_run < 15
+    best_lines = [line for line in out.splitlines() if line.startswith("epoch") and line.endswith("| best")]
+    assert not out.splitlines()[-2].endswith("| best")  # the last epoch was worse ...
+    best_ppl = float(best_lines[-1].split("valid ppl")[1].split("|")[0])
+    assert outcome.valid.perplexity == pytest.approx(best_ppl, rel=1e-3)  # ... and the best one was kept
+
+
+def test_cli_options_map_to_config() -> None:
+    config = parse_args(["--architecture", "gru", "--hidden-size", "64", "--no-tie-weights", "--min-freq", "2"])
+    assert (config.architecture, config.hidden_size, config.tie_weights, config.min_freq) == ("gru", 64, False, 2)
+    with pytest.raises(SystemExit):
+        parse_args(["--dropout", "1.5"])
