@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import bentoml
 import torch
@@ -34,6 +36,8 @@ from service.schemas import (
 from service.settings import SETTINGS
 
 logger = logging.getLogger("nextword")
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 # Batches smaller than this run on one torch thread: for them, waking a second
 # idle core costs more than it saves (measured: 1 input after an idle gap,
@@ -78,32 +82,31 @@ class NextWord:
         return await self.generate_batcher.submit(inputs)
 
     def _predict_batch(self, inputs: list[NextWordInput]) -> NextWordResults:
-        use_threads_for(len(inputs))
-        started = time.perf_counter()
-        outputs = self.predictor.predict_next(inputs)
-        record_batch("predict_next", len(inputs), time.perf_counter() - started)
+        outputs = run_measured("predict_next", self.predictor.predict_next, inputs)
         metrics.TOKENS_PROCESSED.labels("predict_next").inc(sum(o.tokens for o in outputs))
         metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(o.unknown for o in outputs))
         return outputs
 
     def _generate_batch(self, inputs: list[GenerateInput]) -> GenerateResults:
-        use_threads_for(len(inputs))
-        started = time.perf_counter()
-        outputs = self.predictor.generate(inputs)
-        record_batch("generate", len(inputs), time.perf_counter() - started)
+        outputs = run_measured("generate", self.predictor.generate, inputs)
         metrics.TOKENS_PROCESSED.labels("generate").inc(sum(o.prompt_tokens for o in outputs))
         metrics.UNKNOWN_TOKENS.labels("generate").inc(sum(o.unknown for o in outputs))
         metrics.TOKENS_GENERATED.inc(sum(len(o.tokens) for o in outputs))
         return outputs
 
 
+def run_measured(endpoint: str, run: Callable[[list[In]], list[Out]], inputs: list[In]) -> list[Out]:
+    """Run one batch on the right number of threads, recording its size and time."""
+    use_threads_for(len(inputs))
+    started = time.perf_counter()
+    outputs = run(inputs)
+    metrics.INFERENCE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+    metrics.BATCH_SIZE.labels(endpoint).observe(len(inputs))
+    return outputs
+
+
 def use_threads_for(batch_size: int) -> None:
     torch.set_num_threads(1 if batch_size < SMALL_BATCH else SETTINGS.threads_per_worker())
-
-
-def record_batch(endpoint: str, size: int, seconds: float) -> None:
-    metrics.BATCH_SIZE.labels(endpoint).observe(size)
-    metrics.INFERENCE_SECONDS.labels(endpoint).observe(seconds)
 
 
 NextWord.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,23 @@ os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="nextword-test-bentoml-")
 import httpx  # noqa: E402
 
 from service.launcher import REPO, Server  # noqa: E402
+from training.corpus import load_corpus  # noqa: E402
+from training.train import TrainConfig, export, train  # noqa: E402
 
+# A model small enough to train in seconds on TINY_LINES lines, yet one that learns.
+TINY_TRAIN = TrainConfig(
+    hidden_size=32,
+    num_layers=1,
+    dropout=0.0,
+    max_vocab=1500,
+    batch_size=16,
+    bptt=20,
+    optimizer="adam",
+    lr=1e-2,
+    epochs=1,
+    max_minutes=2,
+    device="cpu",
+)
 CORPUS = Path(os.environ.get("NEXTWORD_TEST_CORPUS", REPO.parent / "shared" / "data" / "wikitext-2"))
 TINY_LINES = 800
 
@@ -41,24 +58,7 @@ def tiny_corpus_file(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="session")
 def tiny_model_tag(tiny_corpus_file: Path) -> str:
     """Train and export a tiny LSTM into the test store; returns its tag."""
-    from training.corpus import load_corpus
-    from training.train import TrainConfig, export, train
-
-    config = TrainConfig(
-        corpus=str(tiny_corpus_file),
-        model_name="nextword-test",
-        hidden_size=32,
-        num_layers=1,
-        dropout=0.0,
-        max_vocab=1500,
-        batch_size=16,
-        bptt=20,
-        optimizer="adam",
-        lr=1e-2,
-        epochs=1,
-        max_minutes=2,
-        device="cpu",
-    )
+    config = replace(TINY_TRAIN, corpus=str(tiny_corpus_file), model_name="nextword-test")
     corpus = load_corpus(config.corpus)
     return export(config, corpus, train(config, corpus))
 

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY_TRAIN
 from training.corpus import load_corpus
-from training.train import TrainConfig, parse_args, train
+from training.train import parse_args, train
 
-SMALL = TrainConfig(
-    hidden_size=16,
-    num_layers=1,
-    dropout=0.0,
-    max_vocab=500,
-    batch_size=16,
-    bptt=20,
-    optimizer="adam",
-    lr=1e-2,
-    epochs=1,
-    device="cpu",
-)
+SMALL = replace(TINY_TRAIN, hidden_size=16, max_vocab=500)
 
 
 @pytest.fixture(scope="module")
