@@ -43,9 +43,8 @@ class EvalResult:
 @torch.inference_mode()
 def evaluate(model: nn.Module, stream: Tensor, device: torch.device) -> EvalResult:
     """Score ``stream`` (1-D ids) with the state carried across windows, as in training."""
-    was_training = model.training if isinstance(model, nn.Module) else False
-    if isinstance(model, nn.Module):
-        model.eval()
+    was_training = model.training
+    model.eval()
     rows = batchify(stream, EVAL_BATCH_SIZE).to(device)
     state = model.zero_state(EVAL_BATCH_SIZE)
     total_loss, top1, top5, count = 0.0, 0, 0, 0
@@ -59,8 +58,7 @@ def evaluate(model: nn.Module, stream: Tensor, device: torch.device) -> EvalResu
         top1 += int(hits[:, 0].sum())
         top5 += int(hits.any(dim=1).sum())
         count += flat_targets.numel()
-    if was_training:
-        model.train()
+    model.train(was_training)
     loss = total_loss / count
     return EvalResult(loss, math.exp(loss), top1 / count, top5 / count, count)
 
