@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from models.bundle import ModelBundle
+from models.scoring import compile_top_words
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.schemas import GenerateInput, GenerateOutput, NextWordInput, NextWordOutput, WordProbability
 
@@ -51,6 +52,7 @@ class Predictor:
         self.max_words = len(self.vocab) - len(self.banned_ids)
         self.unk_mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)  # (V,) True at <unk>
         self.unk_mask[self.vocab.unk_id] = True
+        self.top_words = compile_top_words(self.model)
 
     def encode(self, text: str) -> Encoded:
         ids = self.vocab.encode(self.tokenizer.tokenize(text))
@@ -59,12 +61,9 @@ class Predictor:
     @torch.inference_mode()
     def predict_next(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
         encoded = [self.encode(item.text) for item in inputs]
-        logits = self.model.decode(self._last_hidden([e.ids for e in encoded]))  # (B, V)
-        # Probabilities of the top words only: exp(logit - logsumexp), without a (B, V) softmax.
         # The special ids may be among the top ones, so take that many more and drop them.
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
-        top_logits, top_ids = logits.topk(k, dim=-1)
-        top_probs = (top_logits - logits.logsumexp(dim=-1, keepdim=True)).exp()
+        top_probs, top_ids = self.top_words(*self._padded([e.ids for e in encoded]), k)  # (B, k) each
         outputs = []
         for item, e, ids, probs in zip(inputs, encoded, top_ids.tolist(), top_probs.tolist(), strict=True):
             words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids][: item.top_k]
@@ -138,14 +137,8 @@ class Predictor:
         batch = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
         return batch.to(self.device), torch.tensor(lengths, device=self.device)
 
-    def _last_hidden(self, rows: list[list[int]]) -> Tensor:
-        """Top-layer output at each row's last real step, (B, H), in one pass."""
-        batch, lengths = self._padded(rows)
-        out, _ = self.model.encode(batch, self.model.zero_state(len(rows)))  # (B, T, H)
-        return out[torch.arange(len(rows), device=self.device), lengths - 1]
-
     def _prefill(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Like ``_last_hidden`` but also each row's state after its last real step.
+        """Top-layer output (B, H) and state after each row's last real step.
 
         The state must not see the padding, so the batch runs in segments that
         end where some row ends, and each row's state is taken at its own end.

@@ -71,7 +71,11 @@ class Server:
         Path(self.log.name).unlink(missing_ok=True)
 
     def __enter__(self) -> Server:
-        return self.wait_ready()
+        try:
+            return self.wait_ready()
+        except BaseException:  # not ready: do not leave the server running
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
