@@ -11,6 +11,7 @@ validated by BentoML against ``service.schemas``, merged into batches by
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,11 @@ Out = TypeVar("Out")
 # 8 ms on 2 threads, 3 ms on 1), while large batches gain from every core.
 SMALL_BATCH = 8
 
+# The model thread needs the GIL back from the busy event loop to collect each
+# finished batch, and Python makes it wait up to the switch interval (5 ms by
+# default). Measured at 64 clients: service/floor 0.70 at 5 ms, 0.74 at 0.2 ms.
+GIL_SWITCH_INTERVAL_S = 0.0002
+
 
 @bentoml.service(name="nextword", **SETTINGS.service_config())
 class NextWord:
@@ -53,6 +59,7 @@ class NextWord:
 
     def __init__(self) -> None:
         self.ready = False
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         device = pick_device(SETTINGS.device)
         torch.set_num_threads(SETTINGS.threads_per_worker())
         bundle = load_bundle(self.stored_model, device)
