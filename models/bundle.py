@@ -2,17 +2,20 @@
 
 A store entry holds everything needed to serve without the training code::
 
-    model.ts        TorchScript module (the models.rnn contract)
+    model.ts        TorchScript module (the models.rnn contract), float32, not frozen
     vocab.json      the word list; the id of a word is its position
     tokenizer.json  TokenizerSettings
     config.json     ModelConfig
 
 Training writes these (training.export); the service and
-``training.evaluate`` read them here.
+``training.evaluate`` read them here. The module is stored unfrozen so that
+loading can cast it to the serving precision first and freeze it after:
+freezing turns the weights into graph constants, which no cast reaches.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ MODEL_FILE = "model.ts"
 VOCAB_FILE = "vocab.json"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
+SERVING_METHODS = ["zero_state", "encode", "decode"]  # kept by freezing, beside forward
 
 
 @dataclass
@@ -39,10 +43,11 @@ class ModelBundle:
     tokenizer: Tokenizer
     config: ModelConfig
     metadata: dict[str, Any]
+    dtype: torch.dtype  # the precision the model computes in
 
 
-def load_bundle(stored: str | bentoml.Model, device: torch.device) -> ModelBundle:
-    """Load a store entry (a tag like ``nextword:latest`` or a resolved model) onto ``device``."""
+def load_bundle(stored: str | bentoml.Model, device: torch.device, dtype: torch.dtype = torch.float32) -> ModelBundle:
+    """Load a store entry (a tag like ``nextword:latest`` or a resolved model) onto ``device`` in ``dtype``."""
     if isinstance(stored, str):
         try:
             stored = bentoml.models.get(stored)
@@ -56,7 +61,7 @@ def load_bundle(stored: str | bentoml.Model, device: torch.device) -> ModelBundl
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
         model = torch.jit.load(stored.path_of(MODEL_FILE), map_location=device)
-    model.eval()
+        model, dtype = prepare_for_inference(model, dtype)
     return ModelBundle(
         tag=stored.tag,
         model=model,
@@ -64,4 +69,26 @@ def load_bundle(stored: str | bentoml.Model, device: torch.device) -> ModelBundl
         tokenizer=Tokenizer(TokenizerSettings(**read_json(TOKENIZER_FILE))),
         config=ModelConfig(**read_json(CONFIG_FILE)),
         metadata=dict(stored.info.metadata),
+        dtype=dtype,
     )
+
+
+def prepare_for_inference(
+    model: torch.jit.ScriptModule, dtype: torch.dtype
+) -> tuple[torch.jit.ScriptModule, torch.dtype]:
+    """Cast to ``dtype`` and freeze (inlined weights run faster on CPU); returns the dtype used.
+
+    Entries saved before the store kept the module unfrozen hold a frozen
+    float32 module, which has no parameters left to cast: those stay float32.
+    """
+    model.eval()
+    if not any(True for _ in model.parameters()):
+        return model, torch.float32
+    frozen = torch.jit.freeze(model.to(dtype), preserved_attrs=SERVING_METHODS)
+    # A module frozen in this process has a type that another scripted module
+    # cannot hold (models.scoring wraps it); saving and loading it back gives it
+    # the ordinary type a loaded module has.
+    buffer = io.BytesIO()
+    torch.jit.save(frozen, buffer)
+    buffer.seek(0)
+    return torch.jit.load(buffer, map_location=next(model.parameters()).device).eval(), dtype

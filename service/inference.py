@@ -92,7 +92,7 @@ class Predictor:
         hidden, state = self._prefill([e.ids for e in encoded])
         active = list(range(len(rows)))  # rows still decoding, in batch order
         while active:
-            logits = self.model.decode(hidden).masked_fill(self.unk_mask, float("-inf"))  # (A, V)
+            logits = self.model.decode(hidden).float().masked_fill(self.unk_mask, float("-inf"))  # (A, V)
             uniforms = draw_uniforms([rows[r].generator for r in active], self.device)
             chosen = choose_next(logits, params, uniforms).tolist()
             for r, token in zip(active, chosen, strict=True):

@@ -38,6 +38,6 @@ UNKNOWN_TOKENS = Counter(
 MODEL_INFO = Gauge(
     "nextword_model_info",
     "The served model: always 1, the facts are in the labels.",
-    ["tag", "architecture", "device"],
+    ["tag", "architecture", "device", "precision"],
     multiprocess_mode="max",
 )

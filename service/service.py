@@ -21,7 +21,7 @@ import bentoml
 import torch
 
 from models.bundle import load_bundle
-from models.device import pick_device
+from models.device import pick_device, pick_dtype
 from service import metrics
 from service.batcher import MicroBatcher
 from service.body_limit import BodySizeLimit
@@ -62,16 +62,22 @@ class NextWord:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         device = pick_device(SETTINGS.device)
         torch.set_num_threads(SETTINGS.threads_per_worker())
-        bundle = load_bundle(self.stored_model, device)
+        bundle = load_bundle(self.stored_model, device, pick_dtype(SETTINGS.precision, device))
         self.predictor = Predictor(bundle, device)
         self.predictor.warm_up()
         model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextword-model")
         merge = SETTINGS.batching == "on"
         self.predict_batcher = MicroBatcher(self._predict_batch, model_thread, SETTINGS.max_batch_size, merge)
         self.generate_batcher = MicroBatcher(self._generate_batch, model_thread, SETTINGS.max_batch_size, merge)
-        metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type).set(1)
+        precision = str(bundle.dtype).removeprefix("torch.")
+        metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type, precision).set(1)
         logger.info(
-            "loaded %s (%s) on %s, batching %s", bundle.tag, bundle.config.architecture, device, SETTINGS.batching
+            "loaded %s (%s) on %s in %s, batching %s",
+            bundle.tag,
+            bundle.config.architecture,
+            device,
+            precision,
+            SETTINGS.batching,
         )
         self.ready = True
 

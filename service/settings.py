@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from models.device import DEVICE_CHOICES, PRECISION_CHOICES
+
 BATCHING_MODES = ("on", "adaptive", "off")
 
 # name -> (default, description)
 VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_MODEL": ("nextword:latest", "model tag in the BentoML store"),
     "NEXTWORD_DEVICE": ("auto", "auto (CUDA when present), cpu or cuda"),
+    "NEXTWORD_PRECISION": ("auto", "auto (bfloat16 on a CPU with native bfloat16, else float32), float32 or bfloat16"),
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
     "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers"),
     "NEXTWORD_BATCHING": ("on", "on: greedy micro-batching; adaptive: BentoML's; off: one request per batch"),
@@ -36,6 +39,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
 class Settings:
     model_tag: str
     device: str
+    precision: str
     workers: int
     torch_threads: int
     batching: str
@@ -73,18 +77,19 @@ class Settings:
                 raise ValueError(f"{name} must be on or off, got {raw!r}")
             return raw in ("on", "1", "true")
 
-        batching = text("NEXTWORD_BATCHING").lower()
-        if batching not in BATCHING_MODES:
-            raise ValueError(f"NEXTWORD_BATCHING must be one of {', '.join(BATCHING_MODES)}, got {batching!r}")
-        device = text("NEXTWORD_DEVICE")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"NEXTWORD_DEVICE must be auto, cpu or cuda, got {device!r}")
+        def choice(name: str, choices: tuple[str, ...]) -> str:
+            raw = text(name).lower()
+            if raw not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+            return raw
+
         return cls(
             model_tag=text("NEXTWORD_MODEL"),
-            device=device,
+            device=choice("NEXTWORD_DEVICE", DEVICE_CHOICES),
+            precision=choice("NEXTWORD_PRECISION", PRECISION_CHOICES),
             workers=integer("NEXTWORD_WORKERS", 1),
             torch_threads=integer("NEXTWORD_TORCH_THREADS", 0),
-            batching=batching,
+            batching=choice("NEXTWORD_BATCHING", BATCHING_MODES),
             max_batch_size=integer("NEXTWORD_MAX_BATCH_SIZE", 2),
             max_latency_ms=integer("NEXTWORD_MAX_LATENCY_MS", 1),
             max_inputs=integer("NEXTWORD_MAX_INPUTS", 1),

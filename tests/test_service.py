@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import torch
 
+from models.device import pick_dtype
 from service.launcher import Server
 
 pytestmark = pytest.mark.slow
@@ -152,7 +154,9 @@ def test_metrics_exposes_nextword_metrics(client: httpx.Client) -> None:
         "bentoml_service_request_total",
     ):
         assert name in text, name
-    assert re.search(r'nextword_model_info\{architecture="lstm",device="cpu",tag="nextword-test:\w+"\} 1\.0', text)
+    precision = str(pick_dtype("auto", torch.device("cpu"))).removeprefix("torch.")  # the server's default
+    labels = rf'architecture="lstm",device="cpu",precision="{precision}",tag="nextword-test:\w+"'
+    assert re.search(rf"nextword_model_info\{{{labels}\}} 1\.0", text)
     generated = float(re.search(r"^nextword_tokens_generated_total (\S+)", text, re.M).group(1))
     assert generated >= 1
 

@@ -21,6 +21,7 @@ def test_defaults() -> None:
         ("NEXTWORD_WORKERS", "zero"),
         ("NEXTWORD_WORKERS", "0"),
         ("NEXTWORD_DEVICE", "tpu"),
+        ("NEXTWORD_PRECISION", "float16"),
         ("NEXTWORD_BATCHING", "sometimes"),
         ("NEXTWORD_MAX_BATCH_SIZE", "1"),
     ],

@@ -4,10 +4,16 @@ import subprocess
 import sys
 
 import bentoml
+import pytest
 import torch
 
-from models.bundle import load_bundle
+from models.bundle import SERVING_METHODS, load_bundle, prepare_for_inference
+from models.rnn import ModelConfig, RecurrentLM
 from service.launcher import REPO
+from training.corpus import load_corpus
+from training.data import encode_stream
+from training.evaluate import evaluate
+from training.export import script_model
 
 
 def test_store_round_trip(tiny_model_tag: str) -> None:
@@ -38,18 +44,49 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
     assert logits.shape == (1, ids.size(1), len(bundle.vocab)) == (1, ids.size(1), meta["vocab_size"])
 
 
-def test_evaluate_cli_against_store(tiny_model_tag: str, tiny_corpus_file) -> None:
+def test_bfloat16_keeps_the_quality(tiny_model_tag: str, tiny_corpus_file) -> None:
+    cpu = torch.device("cpu")
+    full = load_bundle(tiny_model_tag, cpu, torch.float32)
+    half = load_bundle(tiny_model_tag, cpu, torch.bfloat16)
+    assert full.dtype == torch.float32 and half.dtype == torch.bfloat16
+    assert half.model.zero_state(1).dtype == torch.bfloat16
+    stream = encode_stream(load_corpus(str(tiny_corpus_file)).test, full.tokenizer, full.vocab)
+    full_result, half_result = evaluate(full.model, stream, cpu), evaluate(half.model, stream, cpu)
+    assert half_result.perplexity == pytest.approx(full_result.perplexity, rel=0.02)
+    assert half_result.top1_accuracy == pytest.approx(full_result.top1_accuracy, abs=0.01)
+
+
+def test_an_entry_frozen_before_the_cast_stays_float32() -> None:
+    """Store entries written by earlier versions hold a frozen module: served as they are."""
+    scripted = script_model(RecurrentLM(ModelConfig(vocab_size=30, embedding_dim=8, hidden_size=8)))
+    frozen = torch.jit.freeze(scripted, preserved_attrs=SERVING_METHODS)
+    model, dtype = prepare_for_inference(frozen, torch.bfloat16)
+    assert dtype == torch.float32 and model.zero_state(1).dtype == torch.float32
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("float32", 1e-3), ("bfloat16", 0.02)])
+def test_evaluate_cli_against_store(tiny_model_tag: str, tiny_corpus_file, precision: str, tolerance: float) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "training.evaluate", tiny_model_tag, "--corpus", str(tiny_corpus_file)],
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            tiny_model_tag,
+            "--corpus",
+            str(tiny_corpus_file),
+            "--precision",
+            precision,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    assert f"({precision})" in result.stdout
     ppl = float(result.stdout.split("test perplexity ")[1].split(",")[0])
     meta = bentoml.models.get(tiny_model_tag).info.metadata
-    assert abs(ppl - meta["test_perplexity"]) < 0.1
+    assert ppl == pytest.approx(meta["test_perplexity"], rel=tolerance)
 
 
 def test_evaluate_cli_unknown_tag(tiny_corpus_file) -> None:

@@ -2,10 +2,11 @@
 
 Usage::
 
-    python -m training.evaluate nextword:latest [--corpus DIR] [--device auto]
+    python -m training.evaluate nextword:latest [--corpus DIR] [--device auto] [--precision auto]
 
 loads the model from the BentoML store (no training code state involved) and
-evaluates it on the corpus's test split with the vocabulary saved beside it.
+evaluates it on the corpus's test split with the vocabulary saved beside it,
+in the precision the service would use (``--precision``, as NEXTWORD_PRECISION).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from models.bundle import load_bundle
-from models.device import pick_device
+from models.device import DEVICE_CHOICES, PRECISION_CHOICES, pick_device, pick_dtype
 from training.corpus import CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream
 from training.download import default_corpus
@@ -50,7 +51,7 @@ def evaluate(model: nn.Module, stream: Tensor, device: torch.device) -> EvalResu
     total_loss, top1, top5, count = 0.0, 0, 0, 0
     for inputs, targets in bptt_windows(rows, EVAL_BPTT):
         logits, state = model(inputs, state)  # (B, T, V)
-        flat_logits = logits.reshape(-1, logits.size(-1))
+        flat_logits = logits.reshape(-1, logits.size(-1)).float()  # the loss in float32 whatever the model ran in
         flat_targets = targets.reshape(-1)
         total_loss += nn.functional.cross_entropy(flat_logits, flat_targets, reduction="sum").item()
         best5 = flat_logits.topk(5, dim=-1).indices  # (N, 5)
@@ -67,18 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("tag", help="model tag in the BentoML store, e.g. nextword:latest")
     parser.add_argument("--corpus", default="auto", help="corpus directory, text file, or auto (the default corpus)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help="as NEXTWORD_PRECISION")
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)
-        bundle = load_bundle(args.tag, device)
+        bundle = load_bundle(args.tag, device, pick_dtype(args.precision, device))
         corpus = load_corpus(default_corpus() if args.corpus == "auto" else args.corpus)
     except (CorpusError, LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     stream = encode_stream(corpus.test, bundle.tokenizer, bundle.vocab)
     result = evaluate(bundle.model, stream, device)
-    print(format_result(str(bundle.tag), result))
+    print(format_result(f"{bundle.tag} ({str(bundle.dtype).removeprefix('torch.')})", result))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Compile a trained model with TorchScript and save it to the BentoML store.
 
-The scripted module is frozen (weights inlined as constants, which speeds up
-CPU inference) and checked against the eager model on real input before
-anything is written; the store entry commits only if every file was written.
+The scripted module is checked against the eager model on real input before
+anything is written, and saved unfrozen in float32: loading
+(``models.bundle``) casts it to the serving precision and freezes it then.
+The store entry commits only if every file was written.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ class ExportError(Exception):
 
 
 def script_model(model: RecurrentLM) -> torch.jit.ScriptModule:
-    """Script and freeze ``model`` in eval mode, keeping the methods serving calls."""
-    model = model.eval()
+    """Script ``model`` in eval mode."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
-        scripted = torch.jit.script(model)
-        return torch.jit.freeze(scripted, preserved_attrs=["zero_state", "encode", "decode"])
+        return torch.jit.script(model.eval())
 
 
 @torch.inference_mode()
