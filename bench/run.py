@@ -26,7 +26,7 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.bundle import load_bundle
-from models.device import pick_dtype
+from models.device import pick_dtype, precision_name
 from service.inference import Predictor
 from service.launcher import REPO, Server
 from service.schemas import NextWordInput
@@ -39,11 +39,11 @@ GENERATE_TOKENS = 20
 BATCHING_MODES = ("on", "adaptive", "off")  # NEXTWORD_BATCHING
 
 
-def in_process_limit(model_tag: str, seconds: float) -> dict[int, float]:
+def in_process_limit(model_tag: str, dtype: torch.dtype, seconds: float) -> dict[int, float]:
     """Queries/s of Predictor.predict_next (tokenize -> model -> top-k) by batch size."""
     torch.set_num_threads(SETTINGS.threads_per_worker())
     cpu = torch.device("cpu")
-    predictor = Predictor(load_bundle(model_tag, cpu, pick_dtype(SETTINGS.precision, cpu)), cpu)  # as served
+    predictor = Predictor(load_bundle(model_tag, cpu, dtype), cpu)
     results = {}
     for batch in IN_PROCESS_BATCHES:
         inputs = [NextWordInput(text=PREFIX, top_k=5)] * batch
@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0].strip()
     print(f"load generator: {version}, 1 thread, Lua POST body (bench/post.lua); {args.duration:g}s per run")
 
-    precision = str(pick_dtype(SETTINGS.precision, torch.device("cpu"))).removeprefix("torch.")
+    dtype = pick_dtype(SETTINGS.precision, torch.device("cpu"))  # as the service will serve
+    precision = precision_name(dtype)
     print(f"model: {args.model} in {precision} (NEXTWORD_PRECISION={SETTINGS.precision})")
     results: dict = {
         "model": args.model,
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": version,
         "duration_s": args.duration,
     }
-    results["in_process_qps"] = in_process_limit(args.model, min(args.duration, 5))
+    results["in_process_qps"] = in_process_limit(args.model, dtype, min(args.duration, 5))
     env = {"NEXTWORD_MODEL": args.model}
 
     with Server("bench.floor_service:Floor", env) as floor:

@@ -82,7 +82,8 @@ def prepare_for_inference(
     float32 module, which has no parameters left to cast: those stay float32.
     """
     model.eval()
-    if not any(True for _ in model.parameters()):
+    weight = next(model.parameters(), None)
+    if weight is None:
         return model, torch.float32
     frozen = torch.jit.freeze(model.to(dtype), preserved_attrs=SERVING_METHODS)
     # A module frozen in this process has a type that another scripted module
@@ -91,4 +92,4 @@ def prepare_for_inference(
     buffer = io.BytesIO()
     torch.jit.save(frozen, buffer)
     buffer.seek(0)
-    return torch.jit.load(buffer, map_location=next(model.parameters()).device).eval(), dtype
+    return torch.jit.load(buffer, map_location=weight.device).eval(), dtype

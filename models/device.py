@@ -34,6 +34,11 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``bfloat16``: the spelling of NEXTWORD_PRECISION, logs and metrics."""
+    return str(dtype).removeprefix("torch.")
+
+
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU has bfloat16 matrix instructions (torch's own probes, private API)."""
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")

@@ -22,7 +22,7 @@ import bentoml
 import torch
 
 from models.bundle import load_bundle
-from models.device import pick_device, pick_dtype
+from models.device import pick_device, pick_dtype, precision_name
 from service import metrics
 from service.batcher import MicroBatcher
 from service.body_limit import BodySizeLimit
@@ -74,7 +74,7 @@ class NextWord:
         merge = SETTINGS.batching == "on"
         self.predict_batcher = MicroBatcher(self._predict_batch, model_thread, SETTINGS.max_batch_size, merge)
         self.generate_batcher = MicroBatcher(self._generate_batch, model_thread, SETTINGS.max_batch_size, merge)
-        precision = str(bundle.dtype).removeprefix("torch.")
+        precision = precision_name(bundle.dtype)
         metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type, precision).set(1)
         logger.info(
             "loaded %s (%s) on %s in %s, batching %s",

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import torch
 
-from models.device import pick_dtype
+from models.device import pick_dtype, precision_name
 from service.launcher import Server
 
 pytestmark = pytest.mark.slow
@@ -154,7 +154,7 @@ def test_metrics_exposes_nextword_metrics(client: httpx.Client) -> None:
         "bentoml_service_request_total",
     ):
         assert name in text, name
-    precision = str(pick_dtype("auto", torch.device("cpu"))).removeprefix("torch.")  # the server's default
+    precision = precision_name(pick_dtype("auto", torch.device("cpu")))  # the server's default
     labels = rf'architecture="lstm",device="cpu",precision="{precision}",tag="nextword-test:\w+"'
     assert re.search(rf"nextword_model_info\{{{labels}\}} 1\.0", text)
     generated = float(re.search(r"^nextword_tokens_generated_total (\S+)", text, re.M).group(1))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from models.bundle import load_bundle
-from models.device import DEVICE_CHOICES, PRECISION_CHOICES, pick_device, pick_dtype
+from models.device import DEVICE_CHOICES, PRECISION_CHOICES, pick_device, pick_dtype, precision_name
 from training.corpus import CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream
 from training.download import default_corpus
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stream = encode_stream(corpus.test, bundle.tokenizer, bundle.vocab)
     result = evaluate(bundle.model, stream, device)
-    print(format_result(f"{bundle.tag} ({str(bundle.dtype).removeprefix('torch.')})", result))
+    print(format_result(f"{bundle.tag} ({precision_name(bundle.dtype)})", result))
     return 0
 
 
