@@ -13,7 +13,9 @@ import bentoml
 
 from service.schemas import NextWordBatch, NextWordOutput, NextWordResults, WordProbability
 from service.settings import SETTINGS
+from service.timeout import install as install_request_timeout
 
+install_request_timeout()  # as the service does
 FIXED = NextWordOutput(
     predictions=[WordProbability(word=w, probability=0.1) for w in ("the", "a", "of", "and", "in")],
     tokens=10,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,12 @@ BATCHING_MODES = ("on", "adaptive", "off")  # NEXTWORD_BATCHING
 
 
 def in_process_limit(model_tag: str, dtype: torch.dtype, seconds: float) -> dict[int, float]:
-    """Queries/s of Predictor.predict_next (tokenize -> model -> top-k) by batch size."""
-    torch.set_num_threads(SETTINGS.threads_per_worker())
+    """Queries/s of Predictor.predict_next (tokenize -> model -> top-k) by batch size.
+
+    On every core: the model's own limit on this machine, not the share of
+    the cores the service gives it beside its event loop.
+    """
+    torch.set_num_threads(os.cpu_count() or 1)
     cpu = torch.device("cpu")
     predictor = Predictor(load_bundle(model_tag, cpu, dtype), cpu)
     results = {}

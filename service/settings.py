@@ -20,9 +20,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_DEVICE": ("auto", "auto (CUDA when present), cpu or cuda"),
     "NEXTWORD_PRECISION": ("auto", "auto (bfloat16 on a CPU with native bfloat16, else float32), float32 or bfloat16"),
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
-    "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers"),
+    "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers - 1 (a core for each event loop)"),
     "NEXTWORD_BATCHING": ("on", "on: greedy micro-batching; adaptive: BentoML's; off: one request per batch"),
-    "NEXTWORD_MAX_BATCH_SIZE": ("256", "most inputs merged into one batch (a larger request runs alone)"),
+    "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs merged into one batch (a larger request runs alone)"),
     "NEXTWORD_MAX_LATENCY_MS": ("10000", "adaptive batching only: deadline; requests that would miss it get 503"),
     "NEXTWORD_MAX_INPUTS": ("64", "most inputs in one request"),
     "NEXTWORD_MAX_TEXT_CHARS": ("2000", "most characters in a text or prompt"),
@@ -119,10 +119,16 @@ class Settings:
         }
 
     def threads_per_worker(self) -> int:
-        """Split the cores between workers so they do not oversubscribe the CPU."""
+        """Split the cores between workers, keeping one per worker for its event loop.
+
+        A torch thread that shares a core with the busy event loop stalls the
+        others at every OpenMP barrier. Measured on 2 cores under load: one
+        torch thread served 10-20% more than two, at 64 one-input clients and
+        at 8 clients sending 32 inputs each.
+        """
         if self.torch_threads:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, (os.cpu_count() or 1) // self.workers - 1)
 
 
 SETTINGS = Settings.from_env()

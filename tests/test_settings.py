@@ -12,7 +12,24 @@ from service.settings import VARIABLES, Settings
 def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.model_tag == "nextword:latest" and settings.device == "auto" and settings.batching == "on"
-    assert settings.api_options()["max_batch_size"] == 256
+    assert settings.api_options()["max_batch_size"] == 128
+
+
+@pytest.mark.parametrize(
+    ("cores", "env", "threads"),
+    [
+        (2, {}, 1),  # one core for the event loop, one for torch
+        (16, {}, 15),
+        (16, {"NEXTWORD_WORKERS": "4"}, 3),
+        (2, {"NEXTWORD_WORKERS": "4"}, 1),  # never fewer than one
+        (16, {"NEXTWORD_TORCH_THREADS": "6"}, 6),  # an explicit count wins
+    ],
+)
+def test_torch_threads_leave_a_core_per_event_loop(
+    monkeypatch: pytest.MonkeyPatch, cores: int, env: dict[str, str], threads: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert Settings.from_env(env).threads_per_worker() == threads
 
 
 @pytest.mark.parametrize(

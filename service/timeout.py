@@ -1,0 +1,57 @@
+"""BentoML's request timeout, without its timer outliving the request.
+
+BentoML 1.4.39's ``TimeoutMiddleware`` arms a ``loop.call_later`` timer for
+every request and never cancels it. The timer holds a copy of the request's
+context (its OpenTelemetry span, BentoML's request state), so each request
+stays in memory for the whole timeout (``NEXTWORD_TIMEOUT_S``, 60 s) after it
+has been answered. Measured on the HTTP floor at about 1,300 requests/s: the
+worker grew by 30 MB every 5 s and its requests/s fell by a quarter within a
+minute; with the timer cancelled, memory and requests/s stay flat.
+
+``install()`` swaps in the same middleware with the timer cancelled as soon as
+the response starts; BentoML looks the class up when it builds the app, so it
+must run at import of the service module. Its behaviour is otherwise BentoML's:
+no response started within the timeout -> the request is cancelled and
+answered 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bentoml._internal.server.http import traffic
+from starlette.responses import JSONResponse
+
+
+class TimeoutMiddleware(traffic.TimeoutMiddleware):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.create_future()  # done when the response starts, or failed on timeout
+        timer = loop.call_later(self.timeout, self._set_timer_out, started)
+
+        async def send_and_disarm(message: dict[str, Any]) -> None:
+            if not started.done():
+                started.set_result(None)
+                timer.cancel()  # the line BentoML's version lacks
+            await send(message)
+
+        handling = asyncio.ensure_future(self.app(scope, receive, send_and_disarm))
+        try:
+            await started
+        except TimeoutError:
+            if handling.cancel():
+                body = {"error": f"Not able to process the request in {self.timeout} seconds"}
+                await JSONResponse(body, status_code=504)(scope, receive, send)
+        else:
+            await handling
+        finally:
+            timer.cancel()
+
+
+def install() -> None:
+    """Make BentoML build its apps with this middleware instead of its own."""
+    traffic.TimeoutMiddleware = TimeoutMiddleware

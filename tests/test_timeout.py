@@ -1,0 +1,62 @@
+"""The request timeout middleware that replaces BentoML's (service.timeout)."""
+
+import asyncio
+from typing import Any
+
+from bentoml._internal.server.http import traffic
+
+from service.timeout import TimeoutMiddleware
+
+
+async def _fast_app(scope: dict, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _slow_app(scope: dict, receive: Any, send: Any) -> None:
+    await asyncio.sleep(10)
+    await _fast_app(scope, receive, send)
+
+
+async def _call(middleware: TimeoutMiddleware) -> tuple[list[dict], list[asyncio.TimerHandle]]:
+    """Run one HTTP request through ``middleware``; returns the messages sent and the timers armed."""
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+    call_later = loop.call_later
+
+    def recording_call_later(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        timers.append(call_later(*args, **kwargs))
+        return timers[-1]
+
+    loop.call_later = recording_call_later  # type: ignore[method-assign]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    try:
+        await middleware({"type": "http", "path": "/predict_next"}, receive, send)
+    finally:
+        loop.call_later = call_later  # type: ignore[method-assign]
+    return sent, timers
+
+
+def test_answered_request_leaves_no_timer_behind() -> None:
+    sent, timers = asyncio.run(_call(TimeoutMiddleware(_fast_app, timeout=60)))
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [200]
+    assert timers and all(timer.cancelled() for timer in timers)
+
+
+def test_slow_request_still_times_out_with_504() -> None:
+    sent, _ = asyncio.run(_call(TimeoutMiddleware(_slow_app, timeout=0.05)))
+    assert sent[0]["status"] == 504
+    assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]
+
+
+def test_the_service_installs_it_in_place_of_bentomls() -> None:
+    import service.service  # noqa: F401  (installs it on import)
+
+    assert traffic.TimeoutMiddleware is TimeoutMiddleware
