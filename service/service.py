@@ -129,7 +129,7 @@ def load_predictor(stored: bentoml.Model, device: torch.device) -> tuple[ModelBu
 
 def run_measured(endpoint: str, run: Callable[[list[In]], list[Out]], inputs: list[In]) -> list[Out]:
     """Run one batch on the right number of threads, recording its size and time."""
-    use_threads_for(len(inputs))
+    use_threads_for(len(inputs), spare_loop_core=endpoint == "predict_next")
     started = time.perf_counter()
     outputs = run(inputs)
     metrics.INFERENCE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
@@ -137,8 +137,8 @@ def run_measured(endpoint: str, run: Callable[[list[In]], list[Out]], inputs: li
     return outputs
 
 
-def use_threads_for(batch_size: int) -> None:
-    torch.set_num_threads(1 if batch_size < SMALL_BATCH else SETTINGS.threads_per_worker())
+def use_threads_for(batch_size: int, spare_loop_core: bool) -> None:
+    torch.set_num_threads(1 if batch_size < SMALL_BATCH else SETTINGS.threads_per_worker(spare_loop_core))
 
 
 NextWord.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)

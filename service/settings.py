@@ -20,7 +20,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_DEVICE": ("auto", "auto (CUDA when present), cpu or cuda"),
     "NEXTWORD_PRECISION": ("auto", "auto (bfloat16 on a CPU with native bfloat16, else float32), float32 or bfloat16"),
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
-    "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers - 1 (a core for each event loop)"),
+    "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers, one fewer for /predict_next"),
     "NEXTWORD_BATCHING": ("on", "on: greedy micro-batching; adaptive: BentoML's; off: one request per batch"),
     "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs merged into one batch (a larger request runs alone)"),
     "NEXTWORD_MAX_LATENCY_MS": ("10000", "adaptive batching only: deadline; requests that would miss it get 503"),
@@ -118,17 +118,20 @@ class Settings:
             "max_latency_ms": self.max_latency_ms,
         }
 
-    def threads_per_worker(self) -> int:
-        """Split the cores between workers, keeping one per worker for its event loop.
+    def threads_per_worker(self, spare_loop_core: bool = False) -> int:
+        """Torch threads for one worker's batches; the workers split the cores.
 
-        A torch thread that shares a core with the busy event loop stalls the
-        others at every OpenMP barrier. Measured on 2 cores under load: one
-        torch thread served 10-20% more than two, at 64 one-input clients and
-        at 8 clients sending 32 inputs each.
+        With ``spare_loop_core`` one core is left to the worker's event loop:
+        short requests keep the loop as busy as the model, and a torch thread
+        that shares a core with it stalls the others at every OpenMP barrier.
+        Measured on 2 cores: one torch thread serves /predict_next 10-15% more
+        than two, while /generate (many decode steps, an idle loop) serves
+        60-90% more tokens/s on two. An explicit NEXTWORD_TORCH_THREADS is used as is.
         """
         if self.torch_threads:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) // self.workers - 1)
+        share = max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, share - 1) if spare_loop_core else share
 
 
 SETTINGS = Settings.from_env()

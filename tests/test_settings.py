@@ -16,20 +16,22 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cores", "env", "threads"),
+    ("cores", "env", "spare_loop_core", "threads"),
     [
-        (2, {}, 1),  # one core for the event loop, one for torch
-        (16, {}, 15),
-        (16, {"NEXTWORD_WORKERS": "4"}, 3),
-        (2, {"NEXTWORD_WORKERS": "4"}, 1),  # never fewer than one
-        (16, {"NEXTWORD_TORCH_THREADS": "6"}, 6),  # an explicit count wins
+        (2, {}, False, 2),
+        (2, {}, True, 1),  # one core for the event loop, one for torch
+        (16, {}, True, 15),
+        (16, {"NEXTWORD_WORKERS": "4"}, False, 4),
+        (16, {"NEXTWORD_WORKERS": "4"}, True, 3),
+        (2, {"NEXTWORD_WORKERS": "4"}, True, 1),  # never fewer than one
+        (16, {"NEXTWORD_TORCH_THREADS": "6"}, True, 6),  # an explicit count is used as is
     ],
 )
-def test_torch_threads_leave_a_core_per_event_loop(
-    monkeypatch: pytest.MonkeyPatch, cores: int, env: dict[str, str], threads: int
+def test_torch_threads_split_the_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, env: dict[str, str], spare_loop_core: bool, threads: int
 ) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: cores)
-    assert Settings.from_env(env).threads_per_worker() == threads
+    assert Settings.from_env(env).threads_per_worker(spare_loop_core) == threads
 
 
 @pytest.mark.parametrize(
