@@ -64,12 +64,12 @@ class NextWord:
         self.ready = False
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         device = pick_device(SETTINGS.device)
-        # Every torch call, loading and warm-up included, runs on this one thread.
+        # Every torch call, loading and warm-up included, runs on the model thread.
         # OpenMP keeps a thread team per calling thread, and torch.set_num_threads
-        # only sets the caller's: a second team (one from loading on this thread)
-        # leaves more OpenMP threads than cores, and libgomp then sleeps at every
-        # barrier instead of spinning. Measured: a batch of 128 took 12 ms instead
-        # of 8 once any second thread had run torch.
+        # only sets the caller's: a second team (from loading on the main thread,
+        # say) leaves more OpenMP threads than cores, and libgomp then sleeps at
+        # every barrier instead of spinning. Measured: a batch of 128 took 12 ms
+        # instead of 8 once any second thread had run torch.
         model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextword-model")
         bundle, self.predictor = model_thread.submit(load_predictor, self.stored_model, device).result()
         # Startup leaves some 200,000 long-lived objects (torch, BentoML, the
