@@ -17,8 +17,9 @@ os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="nextword-test-bentoml-")
 
 import httpx  # noqa: E402
 
-from service.launcher import REPO, Server  # noqa: E402
-from training.corpus import load_corpus  # noqa: E402
+from service.launcher import Server  # noqa: E402
+from training.corpus import CorpusError, load_corpus  # noqa: E402
+from training.download import default_corpus  # noqa: E402
 from training.train import TrainConfig, export, train  # noqa: E402
 
 # A model small enough to train in seconds on TINY_LINES lines, yet one that learns.
@@ -35,15 +36,22 @@ TINY_TRAIN = TrainConfig(
     max_minutes=2,
     device="cpu",
 )
-CORPUS = Path(os.environ.get("NEXTWORD_TEST_CORPUS", REPO.parent / "shared" / "data" / "wikitext-2"))
 TINY_LINES = 800
 
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
-    if not (CORPUS / "train.txt").is_file():
-        pytest.fail(f"test corpus not found at {CORPUS}; set NEXTWORD_TEST_CORPUS")
-    return CORPUS
+    """``NEXTWORD_TEST_CORPUS``, else the corpus ``make serve`` uses: ../shared's WikiText-2 or the cached download."""
+    if "NEXTWORD_TEST_CORPUS" in os.environ:
+        corpus = Path(os.environ["NEXTWORD_TEST_CORPUS"])
+    else:
+        try:
+            corpus = default_corpus()
+        except CorpusError as error:
+            pytest.fail(f"no test corpus: {error} (for the tests: NEXTWORD_TEST_CORPUS=<folder>)")
+    if not (corpus / "train.txt").is_file():
+        pytest.fail(f"test corpus not found at {corpus}; set NEXTWORD_TEST_CORPUS")
+    return corpus
 
 
 @pytest.fixture(scope="session")
