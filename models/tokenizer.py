@@ -72,31 +72,33 @@ class Tokenizer:
     @staticmethod
     def detokenize(tokens: list[str]) -> str:
         """Join tokens into readable text: no space before ``.``, ``@-@`` -> ``-``."""
-        out: list[str] = []
-        attach = True  # no space before the next token
-        quote_open = False
-        for token in tokens:
-            if token == EOS:
-                out.append("\n")
-                attach = True
-                continue
-            if token in _JOINERS:
-                out.append(_JOINERS[token])
-                attach = True
-                continue
-            if token == '"':
-                quote_open = not quote_open
-                if quote_open:
-                    out.append(token if attach else " " + token)
-                    attach = True
-                else:
-                    out.append(token)
-                    attach = False
-                continue
-            glue = attach or token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token)
-            out.append(token if glue else " " + token)
-            attach = token in _NO_SPACE_AFTER
-        return "".join(out)
+        joiner = Detokenizer()
+        return "".join(joiner.piece(token) for token in tokens)
+
+
+class Detokenizer:
+    """Joins tokens one at a time, for streaming: the pieces add up to ``Tokenizer.detokenize``."""
+
+    def __init__(self) -> None:
+        self.attach = True  # no space before the next token
+        self.quote_open = False
+
+    def piece(self, token: str) -> str:
+        """The text this token adds after the ones before it."""
+        if token == EOS:
+            self.attach = True
+            return "\n"
+        if token in _JOINERS:
+            self.attach = True
+            return _JOINERS[token]
+        if token == '"':
+            self.quote_open = not self.quote_open
+            text = token if self.attach or not self.quote_open else " " + token
+            self.attach = self.quote_open
+            return text
+        glue = self.attach or token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token)
+        self.attach = token in _NO_SPACE_AFTER
+        return token if glue else " " + token
 
 
 def _split_in_word(piece: str) -> list[str]:

@@ -1,24 +1,38 @@
-"""Batched inference: token rows in, next-word distributions and continuations out.
+"""Batched inference: token rows in, next-word distributions and decode steps out.
 
 Inputs of different lengths share one batch by right-padding: a recurrent
 model's output at step t depends only on steps <= t, so reading each row's
 output at its own last real step gives exactly the answer it would get alone.
 Every text starts with ``<eos>``, the token that precedes a new line in
 training, so an empty prefix asks for the first word of a text.
+
+Generation is split into steps so that a scheduler (``service.scheduler``)
+can add and retire rows between any two of them::
+
+    batch = predictor.start(rows)      # prefill the prompts: a DecodeBatch
+    batch.extend(predictor.start(more)) # rows may join at any step
+    while batch.rows:
+        emitted = predictor.step(batch) # one token for every row; finished rows leave
+    predictor.output(row)               # a finished row as a GenerateOutput
+
+With a ``StateCache``, every prefix and prompt resumes from its longest
+cached prefix and only the rest of it runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from pydantic import TypeAdapter
 from torch import Tensor
 
 from models.bundle import ModelBundle
-from models.scoring import compile_top_words
+from models.scoring import compile_scorer
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.schemas import GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
+from service.state_cache import StateCache
 
 NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])
 
@@ -32,30 +46,60 @@ class Encoded:
     unknown: int
 
 
-@dataclass
-class _Row:
+@dataclass(eq=False)
+class Row:
     """One /generate input while it is being decoded."""
 
-    max_new_tokens: int
+    input: GenerateInput
+    prompt: Encoded
     stops: list[list[int]]
     generator: torch.Generator
-    ids: list[int]
+    ids: list[int] = field(default_factory=list)  # generated so far
     finish_reason: str | None = None
+    cancelled: bool = False  # set from outside (a timeout, a disconnect): leave at the next step
+    job: Any = None  # the scheduler's handle on the request this row belongs to
+
+
+@dataclass
+class DecodeBatch:
+    """The rows being decoded, with what the next step needs of each, in row order."""
+
+    rows: list[Row]
+    hidden: Tensor  # (A, H) top-layer output after each row's last fed token
+    state: Tensor  # (S, L, A, H)
+    params: SamplingBatch
+
+    def keep(self, indices: list[int]) -> None:
+        """Keep only the rows at these positions (in order)."""
+        if len(indices) == len(self.rows):
+            return
+        index = torch.tensor(indices, dtype=torch.long, device=self.hidden.device)
+        self.rows = [self.rows[i] for i in indices]
+        self.hidden, self.state = self.hidden.index_select(0, index), self.state.index_select(2, index)
+        self.params = self.params.select(index)
+
+    def extend(self, other: DecodeBatch) -> None:
+        """Add the rows of ``other`` after these."""
+        self.rows += other.rows
+        self.hidden = torch.cat([self.hidden, other.hidden])
+        self.state = torch.cat([self.state, other.state], dim=2)
+        self.params = self.params.concat(other.params)
 
 
 class Predictor:
-    """Runs a loaded model for the service; one per worker."""
+    """Runs a loaded model for the service; one per worker, used from one thread."""
 
-    def __init__(self, bundle: ModelBundle, device: torch.device) -> None:
+    def __init__(self, bundle: ModelBundle, device: torch.device, cache: StateCache | None = None) -> None:
         self.model = bundle.model
         self.vocab = bundle.vocab
         self.tokenizer = bundle.tokenizer
         self.device = device
+        self.cache = cache
         self.banned_ids = frozenset((self.vocab.unk_id, self.vocab.eos_id))  # never offered to clients
         self.max_words = len(self.vocab) - len(self.banned_ids)
         self.unk_mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)  # (V,) True at <unk>
         self.unk_mask[self.vocab.unk_id] = True
-        self.top_words = compile_top_words(self.model)
+        self.scorer = compile_scorer(self.model)
 
     def encode(self, text: str) -> Encoded:
         ids = self.vocab.encode(self.tokenizer.tokenize(text))
@@ -64,104 +108,117 @@ class Predictor:
     @torch.inference_mode()
     def predict_next(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
         encoded = [self.encode(item.text) for item in inputs]
+        rows = [e.ids for e in encoded]
         # The special ids may be among the top ones, so take that many more and drop them.
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
-        top_probs, top_ids = self.top_words(*self._padded([e.ids for e in encoded]), k)  # (B, k) each
-        rows = []
+        tokens, lengths, state, hidden = self._resume(rows)
+        top_probs, top_ids, hidden, state = self.scorer.top_words(
+            tokens, lengths, state, hidden, k, self.cache is not None
+        )  # (B, k) each
+        if self.cache is not None:
+            self.cache.store(rows, state, hidden)
+        out = []
         for item, e, ids, probs in zip(inputs, encoded, top_ids.tolist(), top_probs.tolist(), strict=True):
             words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids][: item.top_k]
             predictions = [{"word": self.vocab.words[i], "probability": p} for i, p in words]
-            rows.append({"predictions": predictions, "tokens": e.tokens, "unknown": e.unknown})
+            out.append({"predictions": predictions, "tokens": e.tokens, "unknown": e.unknown})
         # Plain dicts turned into models by one pydantic-core call: a third of the
         # time of model_construct per row, and this runs on the model thread,
         # whose every Python microsecond is taken from the event loop's GIL time.
-        return NEXT_WORD_OUTPUTS.validate_python(rows)
+        return NEXT_WORD_OUTPUTS.validate_python(out)
+
+    def new_row(self, item: GenerateInput) -> Row:
+        """A /generate input, tokenized, ready for ``start``."""
+        return Row(
+            input=item,
+            prompt=self.encode(item.prompt),
+            stops=[self.vocab.encode(self.tokenizer.tokenize(stop)) for stop in item.stop],
+            generator=row_generator(item.seed),
+        )
 
     @torch.inference_mode()
-    def generate(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
-        encoded = [self.encode(item.prompt) for item in inputs]
-        rows = [
-            _Row(
-                max_new_tokens=item.max_new_tokens,
-                stops=[self.vocab.encode(self.tokenizer.tokenize(stop)) for stop in item.stop],
-                generator=row_generator(item.seed),
-                ids=[],
-            )
-            for item in inputs
-        ]
+    def start(self, rows: list[Row]) -> DecodeBatch:
+        """Prefill the rows' prompts: a batch ready for its first decode step."""
+        prompts = [row.prompt.ids for row in rows]
+        hidden, state = self.scorer.prefill(*self._resume(prompts))
+        if self.cache is not None:
+            self.cache.store(prompts, state, hidden)
         params = SamplingBatch(
-            temperature=torch.tensor([item.temperature for item in inputs], device=self.device),
-            top_k=torch.tensor([item.top_k for item in inputs], dtype=torch.long, device=self.device),
-            top_p=torch.tensor([item.top_p for item in inputs], device=self.device),
+            temperature=torch.tensor([row.input.temperature for row in rows], device=self.device),
+            top_k=torch.tensor([row.input.top_k for row in rows], dtype=torch.long, device=self.device),
+            top_p=torch.tensor([row.input.top_p for row in rows], device=self.device),
         )
-        hidden, state = self._prefill([e.ids for e in encoded])
-        active = list(range(len(rows)))  # rows still decoding, in batch order
-        while active:
-            logits = self.model.decode(hidden).float().masked_fill(self.unk_mask, float("-inf"))  # (A, V)
-            uniforms = draw_uniforms([rows[r].generator for r in active], self.device)
-            chosen = choose_next(logits, params, uniforms).tolist()
-            for r, token in zip(active, chosen, strict=True):
-                self._append(rows[r], token)
-            still = [i for i, r in enumerate(active) if rows[r].finish_reason is None]
-            if len(still) < len(active):
-                keep = torch.tensor(still, dtype=torch.long, device=self.device)
-                state, params = state.index_select(2, keep), params.select(keep)
-                chosen = [chosen[i] for i in still]
-                active = [active[i] for i in still]
-            if not active:
-                break
-            step = torch.tensor(chosen, dtype=torch.long, device=self.device).unsqueeze(1)  # (A, 1)
-            out, state = self.model.encode(step, state)
-            hidden = out[:, 0]
-        return [
-            GenerateOutput(
-                text=self.tokenizer.detokenize(words := self.vocab.decode(row.ids)),
-                tokens=words,
-                finish_reason=row.finish_reason,
-                prompt_tokens=e.tokens,
-                unknown=e.unknown,
-            )
-            for row, e in zip(rows, encoded, strict=True)
-        ]
+        return DecodeBatch(rows, hidden, state, params)
 
-    def _append(self, row: _Row, token: int) -> None:
+    @torch.inference_mode()
+    def step(self, batch: DecodeBatch) -> list[tuple[Row, int | None]]:
+        """Choose one token for every row; finished rows leave the batch.
+
+        Returns each row with its new token id, or None when the row ended
+        the text (``<eos>`` is not part of the output).
+        """
+        logits = self.model.decode(batch.hidden).float().masked_fill(self.unk_mask, float("-inf"))  # (A, V)
+        uniforms = draw_uniforms([row.generator for row in batch.rows], self.device)
+        chosen = choose_next(logits, batch.params, uniforms).tolist()
+        emitted = [(row, self._append(row, token)) for row, token in zip(batch.rows, chosen, strict=True)]
+        running = [i for i, row in enumerate(batch.rows) if row.finish_reason is None]
+        batch.keep(running)
+        if running:
+            step = torch.tensor([chosen[i] for i in running], dtype=torch.long, device=self.device).unsqueeze(1)
+            out, batch.state = self.model.encode(step, batch.state)  # (A, 1, H)
+            batch.hidden = out[:, 0]
+        return emitted
+
+    def output(self, row: Row) -> GenerateOutput:
+        words = self.vocab.decode(row.ids)
+        return GenerateOutput(
+            text=self.tokenizer.detokenize(words),
+            tokens=words,
+            finish_reason=row.finish_reason,
+            prompt_tokens=row.prompt.tokens,
+            unknown=row.prompt.unknown,
+        )
+
+    def generate(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
+        """Decode a whole batch to the end (request-level batching, in process)."""
+        rows = [self.new_row(item) for item in inputs]
+        batch = self.start(rows)
+        while batch.rows:
+            self.step(batch)
+        return [self.output(row) for row in rows]
+
+    def _append(self, row: Row, token: int) -> int | None:
         if token == self.vocab.eos_id:
             row.finish_reason = "eos"
-            return
+            return None
         row.ids.append(token)
         if any(stop and row.ids[-len(stop) :] == stop for stop in row.stops):
             row.finish_reason = "stop"
-        elif len(row.ids) >= row.max_new_tokens:
+        elif len(row.ids) >= row.input.max_new_tokens:
             row.finish_reason = "length"
+        return token
 
-    def _padded(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Right-pad id rows into (B, T) and return it with the (B,) lengths."""
-        lengths = [len(r) for r in rows]
+    def _resume(self, rows: list[list[int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Where each id row starts: the right-padded ids still to run (B, T), their (B,) lengths,
+        and the state (S, L, B, H) and top-layer output (B, H) after the cached part."""
+        if self.cache is None:
+            rest = rows
+            state = self.model.zero_state(len(rows))
+            hidden = state.new_zeros(len(rows), state.size(-1))
+        else:
+            found = [self.cache.find(ids) for ids in rows]
+            rest = [ids[cached:] for ids, (cached, _) in zip(rows, found, strict=True)]
+            state, hidden = self.cache.load([slot for _, slot in found])
+        lengths = [len(r) for r in rest]
         width = max(lengths)
         pad = self.vocab.eos_id  # any id: nothing reads the padded positions
-        batch = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
-        return batch.to(self.device), torch.tensor(lengths, device=self.device)
-
-    def _prefill(self, rows: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Top-layer output (B, H) and state after each row's last real step.
-
-        The state must not see the padding, so the batch runs in segments that
-        end where some row ends, and each row's state is taken at its own end.
-        """
-        batch, lengths = self._padded(rows)
-        state = self.model.zero_state(len(rows))  # (S, L, B, H)
-        last_hidden = state.new_empty(len(rows), state.size(-1))  # (B, H)
-        final_state = torch.empty_like(state)
-        start = 0
-        for end in sorted(set(lengths.tolist())):
-            out, state = self.model.encode(batch[:, start:end], state)
-            ending = lengths == end
-            last_hidden[ending] = out[ending, -1]
-            final_state[:, :, ending] = state[:, :, ending]
-            start = end
-        return last_hidden, final_state
+        tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rest], dtype=torch.long).reshape(len(rows), width)
+        return tokens.to(self.device), torch.tensor(lengths, device=self.device), state, hidden
 
     def warm_up(self) -> None:
-        """Serve one dummy batch of each kind so the first client does not pay for it."""
-        self.predict_next([NextWordInput(text="the"), NextWordInput(text="")])
-        self.generate([GenerateInput(prompt="the", max_new_tokens=2, seed=0)])
+        """Serve a few dummy batches of each kind so the first client does not pay for compiling them."""
+        for _ in range(3):
+            self.predict_next([NextWordInput(text="the"), NextWordInput(text="")])
+            self.generate([GenerateInput(prompt="the", max_new_tokens=2, seed=0)])
+            if self.cache is not None:
+                self.cache.clear()

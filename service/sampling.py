@@ -25,6 +25,13 @@ class SamplingBatch:
     def select(self, rows: Tensor) -> SamplingBatch:
         return SamplingBatch(self.temperature[rows], self.top_k[rows], self.top_p[rows])
 
+    def concat(self, other: SamplingBatch) -> SamplingBatch:
+        return SamplingBatch(
+            torch.cat([self.temperature, other.temperature]),
+            torch.cat([self.top_k, other.top_k]),
+            torch.cat([self.top_p, other.top_p]),
+        )
+
 
 def choose_next(logits: Tensor, params: SamplingBatch, uniforms: Tensor) -> Tensor:
     """(B, V) logits, (B,) uniforms in [0, 1) -> (B,) chosen ids.

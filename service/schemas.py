@@ -152,6 +152,16 @@ GenerateBatch = Annotated[
     ),
 ]
 
+GenerateStreamBatch = Annotated[
+    list[GenerateInput],
+    Field(
+        min_length=1,
+        max_length=1,
+        description="Exactly one prompt, whose tokens are streamed as Server-Sent Events.",
+        examples=[GENERATE_EXAMPLE],
+    ),
+]
+
 # Return types of the endpoints. Naming the media type spares BentoML 1.4.39
 # from building the output's JSON schema again on every response (12% of a
 # busy worker's time when it did).

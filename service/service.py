@@ -1,25 +1,31 @@
 """The nextword BentoML service.
 
 Start it with ``bentoml serve service.service:NextWord`` (or ``make serve``).
-Each worker loads ``NEXTWORD_MODEL`` from the BentoML store once, serves one
-warm-up batch, and only then reports ready on ``/readyz``. Requests are
-validated by BentoML against ``service.schemas``, merged into batches by
+Each worker loads ``NEXTWORD_MODEL`` from the BentoML store once, serves a
+few warm-up batches, measures its decode rate, and only then reports ready
+on ``/readyz``. Requests are validated by BentoML against
+``service.schemas``. /predict_next requests are merged into batches by
 ``service.batcher`` (or BentoML's adaptive batching, see
-``NEXTWORD_BATCHING``), run by ``service.inference``, and measured here.
+``NEXTWORD_BATCHING``); /generate and /generate_stream rows are decoded step
+by step by ``service.scheduler``, and streamed by ``service.streaming``.
+``service.inference`` runs the math, ``service.state_cache`` spares it the
+prefixes it has seen. This class is the HTTP layer over them.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import bentoml
 import torch
+from starlette.responses import JSONResponse
 
 from models.bundle import ModelBundle, load_bundle
 from models.device import pick_device, pick_dtype, precision_name
@@ -27,15 +33,18 @@ from service import metrics
 from service.batcher import MicroBatcher
 from service.body_limit import BodySizeLimit
 from service.inference import Predictor
+from service.scheduler import Overloaded, Scheduler, SchedulerConfig
 from service.schemas import (
     GenerateBatch,
-    GenerateInput,
     GenerateResults,
+    GenerateStreamBatch,
     NextWordBatch,
     NextWordInput,
     NextWordResults,
 )
 from service.settings import SETTINGS
+from service.state_cache import StateCache
+from service.streaming import sse_events
 from service.timeout import install as install_request_timeout
 
 logger = logging.getLogger("nextword")
@@ -72,22 +81,37 @@ class NextWord:
         # instead of 8 once any second thread had run torch.
         model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextword-model")
         bundle, self.predictor = model_thread.submit(load_predictor, self.stored_model, device).result()
+        self.scheduler = Scheduler(
+            self.predictor,
+            model_thread,
+            SchedulerConfig(
+                policy=SETTINGS.generate_batching,
+                max_rows=SETTINGS.max_batch_size,
+                timeout_s=SETTINGS.timeout_s,
+                max_queued_tokens=SETTINGS.max_queued_tokens,
+            ),
+            threads_for=lambda rows: use_threads_for(rows, spare_loop_core=False),
+        )
+        model_thread.submit(self.scheduler.calibrate).result()
         # Startup leaves some 200,000 long-lived objects (torch, BentoML, the
         # model, the vocabulary) that every full garbage collection would walk
         # again while serving. Measured at 64 clients: +4 to +8% requests/s.
         gc.freeze()
         merge = SETTINGS.batching == "on"
         self.predict_batcher = MicroBatcher(self._predict_batch, model_thread, SETTINGS.max_batch_size, merge)
-        self.generate_batcher = MicroBatcher(self._generate_batch, model_thread, SETTINGS.max_batch_size, merge)
         precision = precision_name(bundle.dtype)
         metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type, precision).set(1)
         logger.info(
-            "loaded %s (%s) on %s in %s, batching %s",
+            "loaded %s (%s) on %s in %s; /predict_next batching %s, /generate batching %s at %.0f tokens/s, "
+            "state cache %d MiB",
             bundle.tag,
             bundle.config.architecture,
             device,
             precision,
             SETTINGS.batching,
+            SETTINGS.generate_batching,
+            self.scheduler.rate,
+            SETTINGS.state_cache_mb,
         )
         self.ready = True
 
@@ -99,30 +123,54 @@ class NextWord:
         """Top-k next words, with probabilities, for each text prefix."""
         return await self.predict_batcher.submit(inputs)
 
-    @bentoml.api(**SETTINGS.api_options())
+    @bentoml.api
     async def generate(self, inputs: GenerateBatch) -> GenerateResults:
         """Continue each prompt by sampling from the model."""
-        return await self.generate_batcher.submit(inputs)
+        try:
+            return await self.scheduler.generate(inputs)
+        except Overloaded as error:
+            return JSONResponse(overloaded_body(error), status_code=429, headers=retry_after(error))
+
+    @bentoml.api
+    async def generate_stream(self, inputs: GenerateStreamBatch, ctx: bentoml.Context) -> AsyncGenerator[str, None]:
+        """Continue one prompt, streaming each token as a Server-Sent Event, then a final event."""
+        try:
+            job = self.scheduler.submit(inputs, stream=True)
+        except Overloaded as error:
+            # BentoML reads the status and headers after the first chunk, so the refusal is a plain 429.
+            ctx.response.status_code = 429
+            ctx.response.metadata.update({"content-type": "application/json", **retry_after(error)})
+            yield json.dumps(overloaded_body(error))
+            return
+        async for event in sse_events(job, self.predictor):
+            yield event
 
     def _predict_batch(self, inputs: list[NextWordInput]) -> NextWordResults:
         outputs = run_measured("predict_next", self.predictor.predict_next, inputs)
         metrics.TOKENS_PROCESSED.labels("predict_next").inc(sum(o.tokens for o in outputs))
         metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(o.unknown for o in outputs))
+        metrics.record_cache(self.predictor.cache)
         return outputs
 
-    def _generate_batch(self, inputs: list[GenerateInput]) -> GenerateResults:
-        outputs = run_measured("generate", self.predictor.generate, inputs)
-        metrics.TOKENS_PROCESSED.labels("generate").inc(sum(o.prompt_tokens for o in outputs))
-        metrics.UNKNOWN_TOKENS.labels("generate").inc(sum(o.unknown for o in outputs))
-        metrics.TOKENS_GENERATED.inc(sum(len(o.tokens) for o in outputs))
-        return outputs
+
+def overloaded_body(error: Overloaded) -> dict:
+    return {"error": str(error), "detail": [{"loc": ["inputs"], "msg": str(error), "type": "overloaded"}]}
+
+
+def retry_after(error: Overloaded) -> dict[str, str]:
+    return {"retry-after": str(error.retry_after_s)}
 
 
 def load_predictor(stored: bentoml.Model, device: torch.device) -> tuple[ModelBundle, Predictor]:
-    """Load the model and serve one warm-up batch; call it on the model thread."""
+    """Load the model, with its state cache, and serve warm-up batches; call it on the model thread."""
     torch.set_num_threads(SETTINGS.threads_per_worker())
     bundle = load_bundle(stored, device, pick_dtype(SETTINGS.precision, device))
-    predictor = Predictor(bundle, device)
+    cache = None
+    if SETTINGS.state_cache_mb:
+        config = bundle.config
+        shape = (config.state_slots, config.num_layers, config.hidden_size)
+        cache = StateCache(SETTINGS.state_cache_mb * 2**20, shape, bundle.dtype, device)
+    predictor = Predictor(bundle, device, cache)
     predictor.warm_up()
     return bundle, predictor
 
@@ -138,7 +186,9 @@ def run_measured(endpoint: str, run: Callable[[list[In]], list[Out]], inputs: li
 
 
 def use_threads_for(batch_size: int, spare_loop_core: bool) -> None:
-    torch.set_num_threads(1 if batch_size < SMALL_BATCH else SETTINGS.threads_per_worker(spare_loop_core))
+    threads = 1 if batch_size < SMALL_BATCH else SETTINGS.threads_per_worker(spare_loop_core)
+    if torch.get_num_threads() != threads:  # decode steps come hundreds a second
+        torch.set_num_threads(threads)
 
 
 NextWord.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)

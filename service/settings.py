@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES
 
 BATCHING_MODES = ("on", "adaptive", "off")
+GENERATE_BATCHING_MODES = ("continuous", "request", "off")
+CACHE_SHARE_OF_MEMORY = 0.01  # NEXTWORD_STATE_CACHE_MB=auto: this share of the machine's memory, split by workers
+CACHE_AUTO_MAX_MB = 1024
 
 # name -> (default, description)
 VARIABLES: dict[str, tuple[str, str]] = {
@@ -21,8 +24,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_PRECISION": ("auto", "auto (bfloat16 on a CPU with native bfloat16, else float32), float32 or bfloat16"),
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
     "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers, one fewer for /predict_next"),
-    "NEXTWORD_BATCHING": ("on", "on: greedy micro-batching; adaptive: BentoML's; off: one request per batch"),
-    "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs merged into one batch (a larger request runs alone)"),
+    "NEXTWORD_BATCHING": ("on", "/predict_next: greedy micro-batching; adaptive: BentoML's; off: one request a batch"),
+    "NEXTWORD_GENERATE_BATCHING": (
+        "continuous",
+        "/generate: continuous (rows join and leave at every step); request (a batch runs to its end); off",
+    ),
+    "NEXTWORD_STATE_CACHE_MB": ("auto", "prefix state cache per worker in MiB; auto = 1% of memory (<= 1024); 0 = off"),
+    "NEXTWORD_MAX_QUEUED_TOKENS": ("0", "most /generate tokens queued or running; 0 = what the rate finishes in time"),
+    "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs in one /predict_next batch, most rows decoding at once"),
     "NEXTWORD_MAX_LATENCY_MS": ("10000", "adaptive batching only: deadline; requests that would miss it get 503"),
     "NEXTWORD_MAX_INPUTS": ("64", "most inputs in one request"),
     "NEXTWORD_MAX_TEXT_CHARS": ("2000", "most characters in a text or prompt"),
@@ -43,6 +52,9 @@ class Settings:
     workers: int
     torch_threads: int
     batching: str
+    generate_batching: str
+    state_cache_mb: int
+    max_queued_tokens: int
     max_batch_size: int
     max_latency_ms: int
     max_inputs: int
@@ -83,6 +95,13 @@ class Settings:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
             return raw
 
+        def cache_size() -> int:
+            if text("NEXTWORD_STATE_CACHE_MB").lower() == "auto":
+                workers = integer("NEXTWORD_WORKERS", 1)
+                memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+                return min(CACHE_AUTO_MAX_MB, max(1, int(memory_mb * CACHE_SHARE_OF_MEMORY) // workers))
+            return integer("NEXTWORD_STATE_CACHE_MB", 0)
+
         return cls(
             model_tag=text("NEXTWORD_MODEL"),
             device=choice("NEXTWORD_DEVICE", DEVICE_CHOICES),
@@ -90,6 +109,9 @@ class Settings:
             workers=integer("NEXTWORD_WORKERS", 1),
             torch_threads=integer("NEXTWORD_TORCH_THREADS", 0),
             batching=choice("NEXTWORD_BATCHING", BATCHING_MODES),
+            generate_batching=choice("NEXTWORD_GENERATE_BATCHING", GENERATE_BATCHING_MODES),
+            state_cache_mb=cache_size(),
+            max_queued_tokens=integer("NEXTWORD_MAX_QUEUED_TOKENS", 0),
             max_batch_size=integer("NEXTWORD_MAX_BATCH_SIZE", 2),
             max_latency_ms=integer("NEXTWORD_MAX_LATENCY_MS", 1),
             max_inputs=integer("NEXTWORD_MAX_INPUTS", 1),
@@ -111,7 +133,7 @@ class Settings:
         }
 
     def api_options(self) -> dict:
-        """Keyword arguments for each ``@bentoml.api`` that can batch."""
+        """Keyword arguments for ``@bentoml.api`` of /predict_next, which BentoML may batch."""
         return {
             "batchable": self.batching == "adaptive",
             "max_batch_size": self.max_batch_size,

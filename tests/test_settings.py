@@ -43,6 +43,10 @@ def test_torch_threads_split_the_cores(
         ("NEXTWORD_PRECISION", "float16"),
         ("NEXTWORD_BATCHING", "sometimes"),
         ("NEXTWORD_MAX_BATCH_SIZE", "1"),
+        ("NEXTWORD_GENERATE_BATCHING", "eventually"),
+        ("NEXTWORD_STATE_CACHE_MB", "lots"),
+        ("NEXTWORD_STATE_CACHE_MB", "-1"),
+        ("NEXTWORD_MAX_QUEUED_TOKENS", "-5"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -57,3 +61,10 @@ def test_readme_documents_every_variable_and_metric() -> None:
     for metric in vars(metrics).values():
         if hasattr(metric, "_name"):
             assert f"`{metric._name}" in readme, metric._name
+
+
+def test_state_cache_auto_is_a_bounded_share_of_memory() -> None:
+    auto = Settings.from_env({}).state_cache_mb
+    assert 1 <= auto <= 1024
+    assert Settings.from_env({"NEXTWORD_WORKERS": "2"}).state_cache_mb <= max(1, auto // 2 + 1)
+    assert Settings.from_env({"NEXTWORD_STATE_CACHE_MB": "0"}).state_cache_mb == 0

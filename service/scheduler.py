@@ -1,0 +1,315 @@
+"""Continuous (iteration-level) batching for /generate, with admission by work.
+
+Usage::
+
+    scheduler = Scheduler(predictor, model_thread, SchedulerConfig(...), threads_for)
+    model_thread.submit(scheduler.calibrate).result()   # measure the decode rate once
+    outputs = await scheduler.generate(inputs)           # whole answers, in input order
+    job = scheduler.submit([item], stream=True)          # raises Overloaded; see service.streaming
+    async for row, token in job.tokens(): ...
+
+One driver per worker (``_drive``, a task on the event loop) owns the running
+rows and hands the model thread one iteration at a time (``_step``):
+
+1. rows whose request was cancelled (it timed out, its client left) leave;
+2. queued rows join in arrival order while there is room
+   (``NEXTWORD_MAX_BATCH_SIZE`` running rows); their prompts are prefilled
+   in segments, so no state sees padding, from the state cache where it can;
+3. one token is chosen for every running row, in one batched model call,
+   and rows that finished leave at once.
+
+Back on the event loop each token goes to its request: a streaming request's
+queue gets every token, and a whole request is answered as soon as its last
+row finishes. A row never waits for rows that came before it. A row's
+sampling draws one number per step from its own seeded generator, so a seed
+gives the same tokens alone, in any batch, or joining one mid-flight.
+
+Policies (``NEXTWORD_GENERATE_BATCHING``): ``continuous`` admits at every
+step; ``request`` admits only when nothing is running, so a batch runs until
+its last row ends (request-level batching, kept to compare with);
+``off`` runs one request at a time.
+
+Fairness with /predict_next: both hand their work to the same one-thread
+executor, which runs it in arrival order, and the driver submits one step
+at a time and waits for it. So between two decode steps at most one
+/predict_next batch runs, and a /predict_next batch waits for at most one
+decode step: neither can starve the other.
+
+Admission: every request's ``max_new_tokens`` count as work until its rows
+leave. A request that would take the outstanding work past what the
+measured decode rate finishes within the request timeout
+(``rate * timeout * HEADROOM``, or ``NEXTWORD_MAX_QUEUED_TOKENS``) is refused
+at once with ``Overloaded`` (429 and ``Retry-After``), rather than queued to
+time out. The rate is measured at start-up with a full batch and then
+follows the steps that run with every slot taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from service import metrics
+from service.inference import DecodeBatch, Predictor, Row
+from service.schemas import GenerateInput, GenerateOutput
+
+POLICIES = ("continuous", "request", "off")
+HEADROOM = 0.8  # share of the timeout that admitted work may fill: room for prefill and /predict_next
+RATE_SMOOTHING = 0.05  # weight of each new saturated step in the decode-rate average
+
+
+class Overloaded(Exception):
+    """More work is queued than can finish within the timeout; try again after ``retry_after_s``."""
+
+    def __init__(self, outstanding: int, asked: int, bound: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"the server is at capacity: {outstanding} tokens are queued or running, and {asked} more "
+            f"would pass the {bound} it can finish within the request timeout; retry after {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    policy: str = "continuous"  # one of POLICIES
+    max_rows: int = 128  # rows decoded together at most
+    timeout_s: float = 60.0  # the request timeout: admitted work should finish within it
+    max_queued_tokens: int = 0  # bound on outstanding tokens; 0 derives it from the measured rate
+
+
+class Job:
+    """One request's rows, and the channel their tokens reach it by."""
+
+    def __init__(self, rows: list[Row], stream: bool) -> None:
+        self.rows = rows
+        self.unfinished = len(rows)
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue: asyncio.Queue[tuple[Row, int | None]] | None = asyncio.Queue() if stream else None
+        for row in rows:
+            row.job = self
+
+    def cancel(self) -> None:
+        """Free the rows at the next step (a timeout, a disconnect)."""
+        for row in self.rows:
+            row.cancelled = True
+
+    async def tokens(self) -> AsyncIterator[tuple[Row, int | None]]:
+        """A streaming job's (row, token id) pairs as they come (None: the row ended the text)."""
+        assert self.queue is not None, "tokens() is for jobs submitted with stream=True"
+        while self.unfinished or not self.queue.empty():
+            item = await self.queue.get()
+            if item is None:  # the engine failed
+                raise self.done.exception()
+            yield item
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if self.done.done():
+            return
+        if error is None:
+            self.done.set_result(None)
+            return
+        self.done.set_exception(error)
+        self.done.exception()  # retrieved: a stream reports it, and nobody else may await it
+        if self.queue is not None:
+            self.queue.put_nowait(None)
+
+
+@dataclass
+class _StepReport:
+    emitted: list[tuple[Row, int | None]] = field(default_factory=list)  # each decoded row and its token
+    left: list[Row] = field(default_factory=list)  # cancelled rows that left without finishing
+    joined: list[Row] = field(default_factory=list)
+    rows: int = 0  # rows decoded in this step
+    seconds: float = 0.0  # on the model thread
+
+
+class Scheduler:
+    def __init__(
+        self,
+        predictor: Predictor,
+        executor: Executor,
+        config: SchedulerConfig,
+        threads_for: Callable[[int], None] = lambda rows: None,
+    ) -> None:
+        if config.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {config.policy!r}")
+        self.predictor = predictor
+        self.executor = executor
+        self.config = config
+        self.threads_for = threads_for  # sets torch's threads for a step of that many rows
+        self.waiting: deque[Row] = deque()  # appended on the event loop, popped on the model thread
+        self.batch: DecodeBatch | None = None  # the running rows; the model thread's alone
+        self.outstanding_tokens = 0  # max_new_tokens not yet generated, over queued and running rows
+        self.rate: float | None = None  # tokens/s with every slot taken
+        self._joining: list[Row] = []  # rows being prefilled right now
+        self._driver: asyncio.Task[None] | None = None
+
+    # -- on the event loop ---------------------------------------------------------------------
+
+    def submit(self, inputs: list[GenerateInput], stream: bool = False) -> Job:
+        """Queue a request's inputs, or raise ``Overloaded`` if they could not finish in time."""
+        asked = sum(item.max_new_tokens for item in inputs)
+        bound = self.token_bound()
+        if self.outstanding_tokens and self.outstanding_tokens + asked > bound:
+            excess = self.outstanding_tokens + asked - bound
+            metrics.GENERATE_REJECTED.inc()
+            raise Overloaded(self.outstanding_tokens, asked, bound, max(1, math.ceil(excess / (self.rate or 1.0))))
+        job = Job([self.predictor.new_row(item) for item in inputs], stream)
+        self.outstanding_tokens += asked
+        self.waiting.extend(job.rows)
+        if self._driver is None or self._driver.done():
+            self._driver = asyncio.create_task(self._drive())
+        return job
+
+    async def generate(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
+        """Whole answers, once every row has finished; a cancelled caller frees its rows."""
+        job = self.submit(inputs)
+        try:
+            await job.done
+        finally:
+            job.cancel()  # no-op for finished rows
+        return [self.predictor.output(row) for row in job.rows]
+
+    def token_bound(self) -> int:
+        """Most outstanding tokens admitted: set, or what the measured rate finishes within the timeout."""
+        if self.config.max_queued_tokens:
+            return self.config.max_queued_tokens
+        if self.rate is None:
+            return 2**62
+        return max(1, int(self.rate * self.config.timeout_s * HEADROOM))
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        previous: tuple[float, int] | None = None  # start time and rows of the last step
+        while self.waiting or self.batch is not None:
+            started = time.perf_counter()
+            if previous and previous[1] >= self.config.max_rows:  # saturated: the rate at full load
+                sample = previous[1] / (started - previous[0])
+                self.rate = sample if self.rate is None else self.rate + RATE_SMOOTHING * (sample - self.rate)
+            try:
+                report = await loop.run_in_executor(self.executor, self._step)
+            except Exception as error:  # the step failed: fail its rows, keep serving the queue
+                self._fail_running(error)
+                previous = None
+                continue
+            self._deliver(report)
+            previous = (started, report.rows)
+        metrics.GENERATE_ROWS.labels("running").set(0)
+        metrics.GENERATE_ROWS.labels("queued").set(len(self.waiting))
+
+    def _deliver(self, report: _StepReport) -> None:
+        generated = 0
+        for row, token in report.emitted:
+            job = row.job
+            if token is not None:
+                generated += 1
+                self.outstanding_tokens -= 1
+            if job.queue is not None:
+                job.queue.put_nowait((row, token))
+            if row.finish_reason is not None:
+                self._leave(row)
+        for row in report.left:
+            self._leave(row)
+            metrics.GENERATE_CANCELLED.inc()
+        if report.joined:
+            metrics.TOKENS_PROCESSED.labels("generate").inc(sum(row.prompt.tokens for row in report.joined))
+            metrics.UNKNOWN_TOKENS.labels("generate").inc(sum(row.prompt.unknown for row in report.joined))
+        if report.rows:
+            metrics.BATCH_SIZE.labels("generate").observe(report.rows)
+            metrics.INFERENCE_SECONDS.labels("generate").observe(report.seconds)
+        metrics.TOKENS_GENERATED.inc(generated)
+        metrics.GENERATE_ROWS.labels("running").set(len(self.batch.rows) if self.batch else 0)
+        metrics.GENERATE_ROWS.labels("queued").set(len(self.waiting))
+        metrics.OUTSTANDING_TOKENS.set(self.outstanding_tokens)
+
+    def _leave(self, row: Row) -> None:
+        self.outstanding_tokens -= row.input.max_new_tokens - len(row.ids)
+        row.job.unfinished -= 1
+        if row.job.unfinished == 0:
+            row.job._finish()
+
+    def _fail_running(self, error: Exception) -> None:
+        """A step raised: fail the rows it was admitting if their prefill failed, else the running ones."""
+        if self._joining:
+            rows, self._joining = self._joining, []
+        else:
+            rows = self.batch.rows if self.batch else []
+            self.batch = None
+        for row in rows:
+            self.outstanding_tokens -= row.input.max_new_tokens - len(row.ids)
+            row.job.unfinished -= 1
+            row.job.cancel()  # its other rows, if any, leave at the next step
+            row.job._finish(error)
+
+    # -- on the model thread -------------------------------------------------------------------
+
+    def _step(self) -> _StepReport:
+        """One iteration: drop cancelled rows, admit queued ones, decode one token for each."""
+        started = time.perf_counter()
+        report = _StepReport()
+        batch = self.batch
+        if batch is not None:
+            report.left = [row for row in batch.rows if row.cancelled]
+            if report.left:
+                batch.keep([i for i, row in enumerate(batch.rows) if not row.cancelled])
+        report.joined = self._admit(report.left)
+        if report.joined:
+            self.threads_for(len(report.joined))
+            self._joining = report.joined  # failed with the step if their prefill fails
+            joining = self.predictor.start(report.joined)
+            self._joining = []
+            if batch is None or not batch.rows:
+                batch = joining
+            else:
+                batch.extend(joining)
+        self.batch = batch if batch is not None and batch.rows else None
+        if self.batch is not None:
+            report.rows = len(self.batch.rows)
+            self.threads_for(report.rows)
+            report.emitted = self.predictor.step(self.batch)
+            if not self.batch.rows:
+                self.batch = None
+        metrics.record_cache(self.predictor.cache)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _admit(self, left: list[Row]) -> list[Row]:
+        """Pop the queued rows that join now, by policy; cancelled ones go to ``left``."""
+        running = len(self.batch.rows) if self.batch is not None else 0
+        if self.config.policy != "continuous" and running:
+            return []
+        joining: list[Row] = []
+        while self.waiting and running + len(joining) < self.config.max_rows:
+            row = self.waiting[0]
+            if row.cancelled:
+                left.append(self.waiting.popleft())
+                continue
+            if self.config.policy == "off" and joining and row.job is not joining[0].job:
+                break
+            joining.append(self.waiting.popleft())
+        return joining
+
+    def calibrate(self, seconds: float = 0.3) -> None:
+        """Measure tokens/s with every slot taken; call it once on the model thread, before serving."""
+        probe = GenerateInput(prompt="the", max_new_tokens=2, seed=0)
+        batch = self.predictor.start([self.predictor.new_row(probe) for _ in range(self.config.max_rows)])
+        self.threads_for(self.config.max_rows)
+        self.predictor.step(batch)  # the first step pays for compiling
+        steps, timed = 0, 0.0
+        while steps < 3 or timed < seconds:
+            if len(batch.rows) < self.config.max_rows:  # a row ended its text: start a full batch again
+                batch = self.predictor.start([self.predictor.new_row(probe) for _ in range(self.config.max_rows)])
+            for row in batch.rows:
+                row.ids.clear()  # never reach max_new_tokens
+            started = time.perf_counter()
+            self.predictor.step(batch)
+            timed += time.perf_counter() - started
+            steps += 1
+        self.rate = self.config.max_rows * steps / timed
+        if self.predictor.cache is not None:
+            self.predictor.cache.clear()

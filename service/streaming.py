@@ -1,0 +1,48 @@
+"""Server-Sent Events for /generate_stream: one event per token, straight from the batched engine.
+
+Usage::
+
+    job = scheduler.submit([item], stream=True)  # before the response starts, so 429 is still possible
+    return StreamingResponse(sse_events(job, predictor), media_type="text/event-stream")
+
+Each event is one ``data: <json>`` line and a blank line::
+
+    data: {"token": "rises", "text": " rises"}       one per generated token
+    data: {"finish_reason": "length", "text": "rises in the east", "tokens": [...],
+           "prompt_tokens": 2, "generated_tokens": 4, "unknown": 0}   the last, a GenerateOutput plus a count
+
+A token's ``text`` is what it adds to the output, so the pieces add up to
+the final ``text``, which is the /generate answer for the same input and
+seed. When the client disconnects, Starlette stops this generator; its
+``finally`` cancels the job, and the row leaves the batch at the next step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from models.tokenizer import Detokenizer
+from service.inference import Predictor
+from service.scheduler import Job
+
+
+def event(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+async def sse_events(job: Job, predictor: Predictor) -> AsyncIterator[str]:
+    """The job's tokens as SSE events, then one final event; frees the row however the stream ends."""
+    joiner = Detokenizer()
+    words = predictor.vocab.words
+    try:
+        async for _row, token in job.tokens():
+            if token is not None:
+                yield event({"token": words[token], "text": joiner.piece(words[token])})
+        (row,) = job.rows
+        final = predictor.output(row).model_dump()
+        yield event(final | {"generated_tokens": len(row.ids)})
+    except Exception as error:  # the engine failed: say so in the stream, whose status is already sent
+        yield event({"error": f"generation failed: {type(error).__name__}"})
+    finally:
+        job.cancel()
