@@ -10,12 +10,14 @@ Both calls resume each row from a state of its own, so a row can start
 where a cached prefix ended (``service.state_cache``) or from scratch (the
 zero state). Rows are right-padded; ``lengths`` says how many of a row's
 tokens are real, and may be 0 for a row whose whole prefix was cached.
+Tokens run one step at a time, so a row's numbers do not depend on where
+its text was cut (see ``prefill``).
 
 Usage::
 
     scorer = compile_scorer(bundle.model)  # a model loaded with torch.jit.load
     hidden, state = scorer.prefill(tokens, lengths, state, hidden)
-    probs, ids, hidden, state = scorer.top_words(tokens, lengths, state, hidden, k, True)
+    probs, ids, hidden, state = scorer.top_words(tokens, lengths, state, hidden, k)
     # tokens (B, T) ids, lengths (B,), state (S, L, B, H), hidden (B, H) the top-layer
     # output before ``tokens`` (read only where a length is 0); probs and ids (B, k)
 """
@@ -42,42 +44,30 @@ class Scorer(nn.Module):
     def prefill(self, tokens: Tensor, lengths: Tensor, state: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
         """Top-layer output (B, H) and state (S, L, B, H) after each row's last real token.
 
-        The state must not see the padding, so the batch runs in segments that
-        end where some row ends, and each row's state is taken at its own end.
-        Running a sequence in pieces gives the same numbers as running it whole.
+        Runs one token a step for every row, and a row past its end keeps its
+        state, so no state sees padding. One token a step also makes every row
+        take the same sequence of operations however its text is cut: a matrix
+        product over T positions rounds differently from T products over one,
+        so this is what lets a row resumed from a cached state get, bit for
+        bit, what a run from the start gets.
         """
-        last = hidden.clone()
-        final = state.clone()
-        start = 0
-        ends: list[int] = torch.unique(lengths).tolist()  # sorted
-        for end in ends:
-            if end == 0:
-                continue
-            out, state = self.model.encode(tokens[:, start:end], state)  # (B, end - start, H)
-            ending = lengths == end
-            last[ending] = out[ending, -1]
-            final[:, :, ending] = state[:, :, ending]
-            start = end
-        return last, final
+        for t in range(tokens.size(1)):
+            out, stepped = self.model.encode(tokens[:, t : t + 1], state)  # (B, 1, H), (S, L, B, H)
+            live = lengths > t  # (B,)
+            state = torch.where(live.view(1, 1, -1, 1), stepped, state)
+            hidden = torch.where(live.unsqueeze(1), out[:, 0], hidden)
+        return hidden, state
 
     @torch.jit.export
     def top_words(
-        self, tokens: Tensor, lengths: Tensor, state: Tensor, hidden: Tensor, k: int, keep_state: bool
+        self, tokens: Tensor, lengths: Tensor, state: Tensor, hidden: Tensor, k: int
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The k likeliest next words after each row: (B, k) probabilities and ids, likeliest first.
 
-        Also returns the top-layer output and, with ``keep_state``, the state
-        after each row (for the cache). Without it the batch runs in one pass
-        and the returned state is the input state: a recurrent model's output at
-        step t depends only on steps <= t, so padding never reaches an output.
+        Also returns the top-layer output (B, H) and state (S, L, B, H) after
+        each row, for the state cache.
         """
-        if keep_state:
-            hidden, state = self.prefill(tokens, lengths, state, hidden)
-        elif tokens.size(1) > 0:
-            batch = tokens.size(0)
-            out, _ = self.model.encode(tokens, state)  # (B, T, H)
-            read = out[torch.arange(batch, device=tokens.device), (lengths - 1).clamp_min(0)]  # (B, H)
-            hidden = torch.where((lengths > 0).unsqueeze(1), read, hidden)
+        hidden, state = self.prefill(tokens, lengths, state, hidden)
         logits = self.model.decode(hidden).float()  # (B, V)
         # exp(logit - logsumexp) for the top words only, without a (B, V) softmax.
         top_logits, top_ids = logits.topk(k, dim=-1)

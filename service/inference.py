@@ -112,9 +112,7 @@ class Predictor:
         # The special ids may be among the top ones, so take that many more and drop them.
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
         tokens, lengths, state, hidden = self._resume(rows)
-        top_probs, top_ids, hidden, state = self.scorer.top_words(
-            tokens, lengths, state, hidden, k, self.cache is not None
-        )  # (B, k) each
+        top_probs, top_ids, hidden, state = self.scorer.top_words(tokens, lengths, state, hidden, k)  # (B, k) each
         if self.cache is not None:
             self.cache.store(rows, state, hidden)
         out = []

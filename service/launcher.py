@@ -2,11 +2,16 @@
 
 Used by the tests, the benchmark and the load test, which all talk to the real
 server over HTTP rather than to the service object in process.
+
+Each server gets a ``BENTOML_HOME`` of its own whose ``models`` links to the
+real store: ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir``
+when it starts, so servers sharing a home would wipe each other's metrics.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,17 +36,22 @@ class Server:
     def __init__(self, target: str = "service.service:NextWord", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **(env or {})}
+        store = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml")
+        self.home = tempfile.mkdtemp(prefix="nextword-server-home-")
+        (Path(self.home) / "models").symlink_to((store / "models").absolute(), target_is_directory=True)
         self.log = tempfile.NamedTemporaryFile(prefix="nextword-server-", suffix=".log", delete=False)  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=REPO,
-                env={**os.environ, **(env or {})},
+                env={**env, "BENTOML_HOME": self.home},
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
             )
         except BaseException:
             self.log.close()
+            shutil.rmtree(self.home, ignore_errors=True)
             raise
 
     def wait_ready(self, timeout: float = 120) -> Server:
@@ -69,6 +79,7 @@ class Server:
             self.process.wait()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> Server:
         try:

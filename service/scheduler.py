@@ -14,7 +14,7 @@ rows and hands the model thread one iteration at a time (``_step``):
 1. rows whose request was cancelled (it timed out, its client left) leave;
 2. queued rows join in arrival order while there is room
    (``NEXTWORD_MAX_BATCH_SIZE`` running rows); their prompts are prefilled
-   in segments, so no state sees padding, from the state cache where it can;
+   (``models.scoring``: no state sees padding), from the state cache where it can;
 3. one token is chosen for every running row, in one batched model call,
    and rows that finished leave at once.
 

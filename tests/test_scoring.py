@@ -19,27 +19,26 @@ def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("keep_state", [True, False])
-def test_top_words_match_the_model_row_by_row(tiny_model_tag: str, dtype: torch.dtype, keep_state: bool) -> None:
+def test_top_words_match_the_model_row_by_row(tiny_model_tag: str, dtype: torch.dtype) -> None:
     bundle = load_bundle(tiny_model_tag, torch.device("cpu"), dtype)
     scorer = compile_scorer(bundle.model)
     rows = rows_of(bundle, TEXTS)
     tokens, lengths = padded(rows)  # right-padded with <unk>
     state = bundle.model.zero_state(3)
     with torch.inference_mode():
-        probs, ids, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], 7, keep_state)
+        probs, ids, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], 7)
         assert probs.shape == ids.shape == (3, 7)
         for row, (p, i) in zip(rows, zip(probs, ids, strict=True), strict=True):
             logits, _ = bundle.model(torch.tensor([row]), bundle.model.zero_state(1))
             alone = logits[0, -1].float().softmax(-1)
             expected_p, expected_i = alone.topk(7)
             if dtype == torch.bfloat16:
-                # bfloat16 keeps 8 bits of mantissa, and segments hand the state on rounded
-                # to it (one fused call keeps more inside): a few % on a probability.
+                # bfloat16 keeps 8 bits of mantissa, and one token a step hands the state on
+                # rounded to it (one fused call keeps more inside): a few % on a probability.
                 torch.testing.assert_close(p, expected_p, rtol=5e-2, atol=1e-4)
                 assert i[:2].tolist() == expected_i[:2].tolist()
                 continue
-            torch.testing.assert_close(p, expected_p, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(p, expected_p, rtol=1e-5, atol=1e-7)
             assert i.tolist() == expected_i.tolist()
             assert p[0] > p[-1] > 0
 

@@ -1,0 +1,283 @@
+"""The generation engine over HTTP: continuous batching, streaming, the state cache, admission.
+
+Three servers of the tiny test model, in float32 (where the cache's answers
+can be compared bit for bit): ``engine`` (cache on, 1 MiB), ``cold`` (cache
+off) and ``tight`` (2 rows at a time, a 1 s timeout, a 40,000-token bound).
+Greedy decoding of the tiny model never ends its text, which gives rows that
+run as long as a test needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from service.launcher import Server
+
+pytestmark = pytest.mark.slow
+
+FLOAT32 = {"NEXTWORD_PRECISION": "float32", "NEXTWORD_DEVICE": "cpu", "NEXTWORD_MAX_NEW_TOKENS": "100000"}
+LONG = {"prompt": "The game was", "max_new_tokens": 4000, "temperature": 0}  # about 3 s alone
+SEEDED = {"prompt": "He was born in", "max_new_tokens": 30, "temperature": 1.1, "top_p": 0.95, "seed": 42}
+
+
+@contextmanager
+def serve(tag: str, **env: str) -> Iterator[httpx.Client]:
+    with Server(env={"NEXTWORD_MODEL": tag, **FLOAT32, **env}) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_tag: str) -> Iterator[httpx.Client]:
+    with serve(tiny_model_tag, NEXTWORD_STATE_CACHE_MB="1", NEXTWORD_MAX_BATCH_SIZE="64") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def cold(tiny_model_tag: str) -> Iterator[httpx.Client]:
+    with serve(tiny_model_tag, NEXTWORD_STATE_CACHE_MB="0", NEXTWORD_MAX_BATCH_SIZE="64") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tight(tiny_model_tag: str) -> Iterator[httpx.Client]:
+    limits = {"NEXTWORD_MAX_BATCH_SIZE": "2", "NEXTWORD_TIMEOUT_S": "1", "NEXTWORD_MAX_QUEUED_TOKENS": "40000"}
+    with serve(tiny_model_tag, **limits) as client:
+        yield client
+
+
+def generate(client: httpx.Client, *inputs: dict) -> list[dict]:
+    response = client.post("/generate", json={"inputs": list(inputs)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def predict(client: httpx.Client, *inputs: dict) -> list[dict]:
+    response = client.post("/predict_next", json={"inputs": list(inputs)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def metric(client: httpx.Client, name: str, labels: str = "") -> float:
+    text = client.get("/metrics").text
+    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def in_background(client: httpx.Client, *inputs: dict) -> Future[httpx.Response]:
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(client.post, "/generate", json={"inputs": list(inputs)})
+    pool.shutdown(wait=False)
+    return future
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def running_rows(client: httpx.Client) -> float:
+    return metric(client, "nextword_generate_rows", '{state="running"}')
+
+
+def engine_is_empty(client: httpx.Client) -> bool:
+    return (
+        running_rows(client) == 0
+        and metric(client, "nextword_generate_rows", '{state="queued"}') == 0
+        and metric(client, "nextword_generate_outstanding_tokens") == 0
+    )
+
+
+# -- continuous batching ------------------------------------------------------------------------
+
+
+def test_a_short_request_finishes_before_a_long_one_started_earlier(engine: httpx.Client) -> None:
+    long = in_background(engine, LONG)
+    wait_for(lambda: running_rows(engine) >= 1)
+    (short,) = generate(engine, {"prompt": "the", "max_new_tokens": 5, "temperature": 0})
+    assert len(short["tokens"]) == 5
+    assert not long.done(), "the long request ended first: the short one waited for it"
+    assert len(long.result().json()[0]["tokens"]) == LONG["max_new_tokens"]
+
+
+def test_joining_mid_flight_changes_no_seeded_output(engine: httpx.Client) -> None:
+    (alone,) = generate(engine, SEEDED)
+    others = [{"prompt": f"the {w}", "max_new_tokens": 3 + 7 * i, "seed": i} for i, w in enumerate(["war", "a"])]
+    long = in_background(engine, LONG, LONG | {"prompt": "In 1990 , the"})
+    results = []
+    for delay in (0.0, 0.05, 0.2):  # joins a running batch at a different step each time
+        wait_for(lambda: running_rows(engine) >= 2)
+        time.sleep(delay)
+        results.append(generate(engine, SEEDED)[0])
+        results.append(generate(engine, others[0], SEEDED, others[1])[1])
+    assert not long.done(), "the long rows ended before the seeded ones joined them"
+    assert all(result == alone for result in results)
+    long.result()
+
+
+def test_request_level_batching_makes_the_short_request_wait(tiny_model_tag: str) -> None:
+    """NEXTWORD_GENERATE_BATCHING=request: kept for the benchmark's comparison, and it really differs."""
+    with serve(tiny_model_tag, NEXTWORD_GENERATE_BATCHING="request") as client:
+        long = in_background(client, LONG | {"max_new_tokens": 1500})
+        wait_for(lambda: running_rows(client) >= 1)
+        generate(client, {"prompt": "the", "max_new_tokens": 5})
+        assert long.done(), "the short request did not wait for the running batch"
+
+
+# -- streaming ----------------------------------------------------------------------------------
+
+
+def stream_events(client: httpx.Client, item: dict) -> list[dict]:
+    with client.stream("POST", "/generate_stream", json={"inputs": [item]}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [json.loads(line[len("data: ") :]) for line in response.iter_lines() if line]
+
+
+def test_streamed_tokens_equal_the_generated_text(engine: httpx.Client) -> None:
+    (whole,) = generate(engine, SEEDED)
+    events = stream_events(engine, SEEDED)
+    *tokens, final = events
+    assert [e["token"] for e in tokens] == whole["tokens"]
+    assert "".join(e["text"] for e in tokens) == whole["text"] == final["text"]
+    assert final["finish_reason"] == whole["finish_reason"]
+    assert final["generated_tokens"] == len(whole["tokens"])
+    assert final["prompt_tokens"] == whole["prompt_tokens"] == 4
+
+
+def test_a_stream_while_others_decode_is_the_same(engine: httpx.Client) -> None:
+    long = in_background(engine, LONG)
+    wait_for(lambda: running_rows(engine) >= 1)
+    events = stream_events(engine, SEEDED)
+    assert not long.done()
+    assert [e["token"] for e in events[:-1]] == generate(engine, SEEDED)[0]["tokens"]
+    long.result()
+
+
+def test_a_disconnecting_stream_frees_its_row(engine: httpx.Client) -> None:
+    wait_for(lambda: engine_is_empty(engine))
+    cancelled = metric(engine, "nextword_generate_cancelled_rows_total")
+    item = LONG | {"max_new_tokens": 100_000}  # half a minute alone
+    with engine.stream("POST", "/generate_stream", json={"inputs": [item]}) as response:
+        lines = response.iter_lines()
+        first = [next(lines) for _ in range(6)]  # three token events and their blank lines
+        assert running_rows(engine) == 1
+    assert all(line.startswith('data: {"token"') for line in first[::2])
+    wait_for(lambda: engine_is_empty(engine), seconds=5)
+    assert metric(engine, "nextword_generate_cancelled_rows_total") == cancelled + 1
+    assert engine.get("/readyz").status_code == 200
+    assert generate(engine, {"prompt": "the", "max_new_tokens": 2})[0]["tokens"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"inputs": []}, "inputs"),
+        ({"inputs": [{"prompt": "a"}, {"prompt": "b"}]}, "inputs"),
+        ({"inputs": [{"prompt": "a", "top_p": 0}]}, "top_p"),
+    ],
+)
+def test_stream_bad_input_is_a_400_naming_the_field(engine: httpx.Client, body: dict, field: str) -> None:
+    response = engine.post("/generate_stream", json=body)
+    assert response.status_code == 400
+    assert any(field in map(str, d["loc"]) for d in response.json()["detail"])
+
+
+# -- the state cache ----------------------------------------------------------------------------
+
+TYPED = "The game was released in North America on the same day as the"
+
+
+def test_cache_on_and_off_give_identical_answers_alone(engine: httpx.Client, cold: httpx.Client) -> None:
+    """One input per request (the typing case): float32 answers are equal bit for bit."""
+    words = TYPED.split()
+    hits, saved = (
+        metric(engine, "nextword_state_cache_hits_total"),
+        metric(engine, "nextword_state_cache_tokens_saved_total"),
+    )
+    for n in range(1, len(words) + 1):
+        item = {"text": " ".join(words[:n]), "top_k": 10}
+        assert predict(engine, item) == predict(cold, item), item["text"]
+    assert metric(engine, "nextword_state_cache_hits_total") >= hits + len(words) - 1
+    # Each prefix resumed from the one before it: all but its last word were saved.
+    assert metric(engine, "nextword_state_cache_tokens_saved_total") - saved >= sum(range(1, len(words)))
+    assert metric(cold, "nextword_state_cache_hits_total") == 0
+
+
+def test_cache_hits_misses_and_partial_hits_batched_together(engine: httpx.Client, cold: httpx.Client) -> None:
+    predict(engine, {"text": "In 1990 , the"}, {"text": "She was"})
+    batch = [
+        {"text": "In 1990 , the", "top_k": 8},  # whole prefix cached
+        {"text": "In 1990 , the album was", "top_k": 8},  # partly cached
+        {"text": "zzz never seen before", "top_k": 8},  # not cached
+        {"text": "She was born in", "top_k": 8},  # partly cached
+        {"text": "", "top_k": 8},
+    ]
+    assert predict(engine, *batch) == predict(cold, *batch)
+
+
+def test_cached_prompts_generate_the_same_text(engine: httpx.Client, cold: httpx.Client) -> None:
+    predict(engine, {"text": SEEDED["prompt"]})  # the prompt's state is now cached
+    assert generate(engine, SEEDED) == generate(cold, SEEDED)
+
+
+COMMON = "the of and in a to was is for on as with by he it at from his an were".split()
+
+
+def test_cache_memory_stays_bounded_under_many_distinct_prefixes(engine: httpx.Client) -> None:
+    texts = [" ".join(words) for words in itertools.product(COMMON[:8], COMMON, COMMON)][:4096]  # 4,096 distinct
+    for start in range(0, len(texts), 64):
+        predict(engine, *({"text": text, "top_k": 1} for text in texts[start : start + 64]))
+    held = metric(engine, "nextword_state_cache_bytes")
+    assert 0.8 * 2**20 < held <= 2**20, held  # filled its 1 MiB, evicting the oldest
+    assert predict(engine, {"text": texts[-1]}) == predict(engine, {"text": texts[-1]})
+
+
+# -- admission and timeouts ---------------------------------------------------------------------
+
+FULL = [{"prompt": "the", "max_new_tokens": 256, "temperature": 0}] * 64  # 16,384 tokens, 2 rows at a time
+
+
+def test_over_the_token_bound_gets_429_with_retry_after(tight: httpx.Client) -> None:
+    first, second = in_background(tight, *FULL), in_background(tight, *FULL)
+    wait_for(lambda: metric(tight, "nextword_generate_outstanding_tokens") > 20000)
+    refused = tight.post("/generate", json={"inputs": FULL})
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["detail"][0]["loc"] == ["inputs"] and "capacity" in refused.json()["error"]
+    streamed = tight.post("/generate_stream", json={"inputs": [FULL[0] | {"max_new_tokens": 10_000}]})
+    assert streamed.status_code == 429 and int(streamed.headers["retry-after"]) >= 1
+    assert streamed.headers["content-type"].startswith("application/json")
+    assert metric(tight, "nextword_generate_rejected_total") >= 2
+    for future in (first, second):
+        future.result()
+
+
+def test_a_request_that_times_out_frees_its_rows(tight: httpx.Client) -> None:
+    wait_for(lambda: engine_is_empty(tight))
+    cancelled = metric(tight, "nextword_generate_cancelled_rows_total")
+    futures = [in_background(tight, *FULL), in_background(tight, *FULL)]
+    codes = [future.result().status_code for future in futures]
+    assert 504 in codes, codes  # the second waits behind 8,192 steps of the first: past 1 s
+    wait_for(lambda: engine_is_empty(tight), seconds=5)
+    assert metric(tight, "nextword_generate_cancelled_rows_total") > cancelled
+    started = time.monotonic()
+    assert generate(tight, {"prompt": "the", "max_new_tokens": 3})[0]["tokens"]
+    assert time.monotonic() - started < 1
+
+
+def test_the_server_stays_healthy(engine: httpx.Client, tight: httpx.Client) -> None:
+    for client in (engine, tight):
+        assert client.get("/readyz").status_code == 200
+        assert predict(client, {"text": "the"})[0]["predictions"]
+        wait_for(lambda c=client: engine_is_empty(c))
