@@ -19,7 +19,7 @@ REPORTS     ?= reports
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train model serve test bench loadtest build containerize lint clean
+.PHONY: help install train model serve test bench bench-engine loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -47,9 +47,13 @@ serve: model ## Serve MODEL on PORT (training a default model first if the store
 test: install ## Run the test suite (trains a tiny model into a temporary store)
 	$(BIN)/python -m pytest
 
-bench: model ## Benchmark the model in process and the service over HTTP; prints a table, writes JSON
+bench: model ## Benchmark in process and over HTTP, then the generation engine; prints tables, writes JSON
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.run --model $(MODEL)
+	$(BIN)/python -m bench.engine --model $(MODEL)
+
+bench-engine: model ## Benchmark the generation engine only: batching policies, state cache, streaming, overload
+	$(BIN)/python -m bench.engine --model $(MODEL)
 
 loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV and HTML in REPORTS
 	$(BIN)/python -m bench.loadtest --users $(LOAD_USERS) --run-time $(LOAD_TIME) --reports $(REPORTS)

@@ -37,26 +37,42 @@ def choose_next(logits: Tensor, params: SamplingBatch, uniforms: Tensor) -> Tens
     """(B, V) logits, (B,) uniforms in [0, 1) -> (B,) chosen ids.
 
     Rows with temperature 0 take the argmax; the others sample by inverse CDF
-    from the temperature-scaled distribution cut to its top_k words and then to
-    the smallest prefix whose probability reaches top_p.
+    from the temperature-scaled distribution cut to its top_k words and then
+    to the smallest prefix whose probability reaches top_p. Sorting all V
+    words costs as much as the decoder, so each row takes the cheapest exact
+    method its own settings allow, never one chosen by its batch companions
+    (which would make a seeded row depend on them): plain sampling reads the
+    CDF in vocabulary order, top_k sorts only k words, and only a top_p
+    without a top_k sorts the vocabulary.
     """
-    greedy = logits.argmax(dim=-1)
+    chosen = logits.argmax(dim=-1)
     vocab_size = logits.size(-1)
-    temperature = params.temperature.clamp_min(1e-5).unsqueeze(1)
-    sorted_logits, sorted_ids = (logits / temperature).sort(dim=-1, descending=True)  # (B, V)
+    sampled = params.temperature > 0
+    top_k = torch.where(params.top_k > 0, params.top_k.clamp_max(vocab_size), vocab_size)
+    plain = sampled & (top_k == vocab_size) & (params.top_p >= 1)
+    if bool(plain.any()):
+        rows = plain.nonzero().squeeze(1)
+        probs = (logits[rows] / params.temperature[rows].unsqueeze(1)).softmax(dim=-1)  # (R, V)
+        chosen[rows] = _inverse_cdf(probs, uniforms[rows])
+    for k in top_k[sampled & ~plain].unique().tolist():
+        rows = (sampled & ~plain & (top_k == k)).nonzero().squeeze(1)
+        scaled = logits[rows] / params.temperature[rows].unsqueeze(1)
+        if k < vocab_size:
+            top_logits, top_ids = scaled.topk(k, dim=-1)  # (R, k), likeliest first
+        else:
+            top_logits, top_ids = scaled.sort(dim=-1, descending=True, stable=True)
+        probs = top_logits.softmax(dim=-1)
+        mass_before = probs.cumsum(dim=-1) - probs
+        probs = probs.masked_fill(mass_before >= params.top_p[rows].unsqueeze(1), 0.0)  # the top word stays
+        chosen[rows] = top_ids.gather(1, _inverse_cdf(probs, uniforms[rows]).unsqueeze(1)).squeeze(1)
+    return chosen
 
-    ranks = torch.arange(vocab_size, device=logits.device)
-    top_k = torch.where(params.top_k > 0, params.top_k, vocab_size).unsqueeze(1)
-    sorted_logits = sorted_logits.masked_fill(ranks >= top_k, float("-inf"))
-    probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs
-    probs = probs.masked_fill(mass_before >= params.top_p.unsqueeze(1), 0.0)  # the top word always stays
 
+def _inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
+    """(R, N) probabilities (not necessarily summing to 1), (R,) uniforms -> (R,) positions."""
     cumulative = probs.cumsum(dim=-1)
     targets = (uniforms * cumulative[:, -1]).unsqueeze(1)
-    picks = torch.searchsorted(cumulative, targets, right=True).clamp_max(vocab_size - 1)
-    sampled = sorted_ids.gather(1, picks).squeeze(1)
-    return torch.where(params.temperature == 0, greedy, sampled)
+    return torch.searchsorted(cumulative, targets, right=True).squeeze(1).clamp_max(probs.size(-1) - 1)
 
 
 def row_generator(seed: int | None) -> torch.Generator:

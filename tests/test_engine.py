@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from service.launcher import Server
+from tests.http_calls import generate, predict
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +53,6 @@ def tight(tiny_model_tag: str) -> Iterator[httpx.Client]:
     limits = {"NEXTWORD_MAX_BATCH_SIZE": "2", "NEXTWORD_TIMEOUT_S": "1", "NEXTWORD_MAX_QUEUED_TOKENS": "40000"}
     with serve(tiny_model_tag, **limits) as client:
         yield client
-
-
-def generate(client: httpx.Client, *inputs: dict) -> list[dict]:
-    response = client.post("/generate", json={"inputs": list(inputs)})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def predict(client: httpx.Client, *inputs: dict) -> list[dict]:
-    response = client.post("/predict_next", json={"inputs": list(inputs)})
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def metric(client: httpx.Client, name: str, labels: str = "") -> float:

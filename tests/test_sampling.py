@@ -16,12 +16,19 @@ def test_temperature_zero_is_argmax() -> None:
     assert chosen.tolist() == [1, 0]
 
 
-def test_inverse_cdf_over_sorted_probabilities() -> None:
+def test_plain_sampling_reads_the_cdf_in_vocabulary_order() -> None:
     p = params([1.0, 1.0], [0, 0], [1.0, 1.0])
-    # Row 0 sorted: 1 (0.6), 2 (0.3), 0 (0.1).
+    # Row 0: 0 (0.1), 1 (0.6), 2 (0.3); cumulative 0.1, 0.7, 1.0.
+    assert choose_next(LOGITS, p, torch.tensor([0.05, 0.0])).tolist()[0] == 0
     assert choose_next(LOGITS, p, torch.tensor([0.5, 0.0])).tolist()[0] == 1
-    assert choose_next(LOGITS, p, torch.tensor([0.7, 0.0])).tolist()[0] == 2
-    assert choose_next(LOGITS, p, torch.tensor([0.95, 0.0])).tolist()[0] == 0
+    assert choose_next(LOGITS, p, torch.tensor([0.95, 0.0])).tolist()[0] == 2
+
+
+def test_top_k_reads_the_cdf_likeliest_first() -> None:
+    p = params([1.0, 1.0], [2, 2], [1.0, 1.0])
+    # Row 0's top 2, renormalised: 1 (0.67), 2 (0.33); row 1's: 0 (0.62), 2 (0.38).
+    assert choose_next(LOGITS, p, torch.tensor([0.5, 0.5])).tolist() == [1, 0]
+    assert choose_next(LOGITS, p, torch.tensor([0.7, 0.7])).tolist() == [2, 2]
 
 
 def test_top_k_and_top_p_cut_the_tail() -> None:
@@ -36,3 +43,46 @@ def test_seeded_generators_repeat() -> None:
     first = draw_uniforms([row_generator(7), row_generator(8)], torch.device("cpu"))
     second = draw_uniforms([row_generator(7), row_generator(8)], torch.device("cpu"))
     assert torch.equal(first, second) and first[0] != first[1]
+
+
+SETTINGS = [  # (temperature, top_k, top_p): every method choose_next has
+    (0.0, 0, 1.0),
+    (1.0, 0, 1.0),
+    (0.7, 5, 1.0),
+    (1.0, 5, 0.6),
+    (1.3, 0, 0.8),
+    (1.0, 50, 1.0),  # top_k past the vocabulary
+]
+
+
+def test_a_rows_choice_does_not_depend_on_its_batch() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(len(SETTINGS), 40) * 3
+    uniforms = torch.rand(len(SETTINGS))
+    batch = choose_next(logits, params(*zip(*SETTINGS, strict=True)), uniforms)
+    for row, setting in enumerate(SETTINGS):
+        alone = choose_next(logits[row : row + 1], params(*([v] for v in setting)), uniforms[row : row + 1])
+        assert alone.item() == batch[row].item(), setting
+
+
+def test_each_method_samples_its_distribution() -> None:
+    """Frequencies over 40,000 draws match the probabilities each setting defines."""
+    torch.manual_seed(1)
+    logits = torch.randn(1, 12) * 2
+    draws = 40_000
+    for temperature, top_k, top_p in SETTINGS[1:]:
+        probs = (logits[0] / temperature).softmax(-1)
+        order = probs.argsort(descending=True)
+        kept = torch.zeros_like(probs, dtype=torch.bool)
+        mass = 0.0
+        for rank, word in enumerate(order.tolist()):
+            if (top_k and rank >= top_k) or mass >= top_p:
+                break
+            kept[word] = True
+            mass += probs[word].item()
+        expected = torch.where(kept, probs, 0.0)
+        expected /= expected.sum()
+        many = params([temperature] * draws, [top_k] * draws, [top_p] * draws)
+        chosen = choose_next(logits.expand(draws, -1), many, torch.rand(draws))
+        observed = torch.bincount(chosen, minlength=12).float() / draws
+        assert (observed - expected).abs().max() < 0.01, (temperature, top_k, top_p)

@@ -11,6 +11,7 @@ import torch
 
 from models.device import pick_dtype, precision_name
 from service.launcher import Server
+from tests.http_calls import generate, predict
 
 pytestmark = pytest.mark.slow
 
@@ -28,18 +29,6 @@ PREFIXES = [
     "she",
     "The game was released",
 ]
-
-
-def predict(client: httpx.Client, *inputs: dict) -> list[dict]:
-    response = client.post("/predict_next", json={"inputs": list(inputs)})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def generate(client: httpx.Client, *inputs: dict) -> list[dict]:
-    response = client.post("/generate", json={"inputs": list(inputs)})
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_ready_and_alive(client: httpx.Client) -> None:
