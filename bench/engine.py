@@ -255,6 +255,9 @@ def overload(server: Server, seconds: float, requests: int = OVERLOAD_REQUESTS) 
     samples, wall = asyncio.run(burst())
     time.sleep(5)
     rss_after = worker_rss_mb(server)
+    asyncio.run(burst())  # the same again: does memory keep growing, or was the first a high-water mark?
+    time.sleep(5)
+    rss_after_second = worker_rss_mb(server)
     statuses: dict[str, int] = {}
     for s in samples:
         statuses[str(s.status)] = statuses.get(str(s.status), 0) + 1
@@ -274,7 +277,25 @@ def overload(server: Server, seconds: float, requests: int = OVERLOAD_REQUESTS) 
         "worker_rss_mb_before": rss_before,
         "worker_rss_mb_after": rss_after,
         "rss_after_over_before": rss_after / rss_before,
+        "worker_rss_mb_after_second_burst": rss_after_second,
+        "rss_second_over_first": rss_after_second / rss_after,
     }
+
+
+SECTIONS = ("batching", "typing", "overload")
+
+
+def run_section(section: str, model: str, words: list[str], d: float, overload_requests: int) -> dict:
+    """One part of the benchmark alone, for a quick look after a change."""
+    env = {"NEXTWORD_MODEL": model}
+    if section == "batching":
+        with Server(env=env) as server:
+            return {"mixed": generate_load(server.url, True, d), "streaming": streaming(server.url, d)}
+    if section == "typing":
+        with Server(env=env) as server:
+            return {"one": one_typist(server.url, words), "many": many_typists(server.url, words, d)}
+    with Server(env=env) as server:
+        return overload(server, max(d, 12), overload_requests)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,11 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10, help="seconds per closed-loop run")
     parser.add_argument("--corpus", default=None, help="folder with test.txt for the typing runs (default: as serve)")
     parser.add_argument("--overload-requests", type=int, default=OVERLOAD_REQUESTS, help="concurrent requests")
+    parser.add_argument("--only", choices=SECTIONS, help="run one section and print its JSON")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "engine.json"))
     args = parser.parse_args(argv)
     words = typing_words(Path(args.corpus) if args.corpus else default_corpus())
     env = {"NEXTWORD_MODEL": args.model}
     d = args.duration
+    if args.only:
+        print(json.dumps(run_section(args.only, args.model, words, d, args.overload_requests), indent=2))
+        return 0
     results: dict = {"model": args.model, "duration_s": d, "prefill_200_tokens": prefill_cost(args.model)}
 
     for policy in ("continuous", "request"):
@@ -371,7 +396,8 @@ def report(r: dict) -> str:
         "  [>= 0.80]",
         f"  slowest success: {o['slowest_success_s']:.1f} s (timeout 60 s); whole burst {o['wall_s']:.1f} s",
         f"  worker memory: {o['worker_rss_mb_before']:.0f} MB before, {o['worker_rss_mb_after']:.0f} MB after"
-        f" ({o['rss_after_over_before']:.2f}x)  [<= 1.10]",
+        f" ({o['rss_after_over_before']:.2f}x)  [<= 1.10]; after a second burst {o['worker_rss_mb_after_second_burst']:.0f} MB"
+        f" ({o['rss_second_over_first']:.2f}x the first)",
     ]
     ratios = r["ratios"]
     lines += [

@@ -63,7 +63,9 @@ def choose_next(logits: Tensor, params: SamplingBatch, uniforms: Tensor) -> Tens
             top_logits, top_ids = scaled.sort(dim=-1, descending=True, stable=True)
         probs = top_logits.softmax(dim=-1)
         mass_before = probs.cumsum(dim=-1) - probs
-        probs = probs.masked_fill(mass_before >= params.top_p[rows].unsqueeze(1), 0.0)  # the top word stays
+        cut = mass_before >= params.top_p[rows].unsqueeze(1)
+        cut[:, 0] = False  # the top word always stays, even for a top_p that rounds to 0
+        probs = probs.masked_fill(cut, 0.0)
         chosen[rows] = top_ids.gather(1, _inverse_cdf(probs, uniforms[rows]).unsqueeze(1)).squeeze(1)
     return chosen
 

@@ -86,3 +86,10 @@ def test_each_method_samples_its_distribution() -> None:
         chosen = choose_next(logits.expand(draws, -1), many, torch.rand(draws))
         observed = torch.bincount(chosen, minlength=12).float() / draws
         assert (observed - expected).abs().max() < 0.01, (temperature, top_k, top_p)
+
+
+def test_the_smallest_top_p_keeps_the_top_word() -> None:
+    """A top_p below float32's smallest number rounds to 0: the likeliest word must still be chosen."""
+    tiny = params([1.0, 1.0], [0, 3], [1e-46, 1e-46])
+    for u in (0.0, 0.5, 0.999):
+        assert choose_next(LOGITS, tiny, torch.tensor([u, u])).tolist() == [1, 0]
