@@ -396,7 +396,8 @@ def report(r: dict) -> str:
         "  [>= 0.80]",
         f"  slowest success: {o['slowest_success_s']:.1f} s (timeout 60 s); whole burst {o['wall_s']:.1f} s",
         f"  worker memory: {o['worker_rss_mb_before']:.0f} MB before, {o['worker_rss_mb_after']:.0f} MB after"
-        f" ({o['rss_after_over_before']:.2f}x)  [<= 1.10]; after a second burst {o['worker_rss_mb_after_second_burst']:.0f} MB"
+        f" ({o['rss_after_over_before']:.2f}x)  [<= 1.10]",
+        f"  after a second burst: {o['worker_rss_mb_after_second_burst']:.0f} MB"
         f" ({o['rss_second_over_first']:.2f}x the first)",
     ]
     ratios = r["ratios"]
