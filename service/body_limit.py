@@ -7,8 +7,9 @@ the limit is refused before reading; a chunked body is read up to the limit.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from service.http_errors import error_body, send_json
 
 Scope = dict[str, Any]
 
@@ -25,7 +26,11 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None:
-            if not declared.isdigit() or int(declared) > self.max_bytes:
+            if not declared.isdigit():
+                message = f"Content-Length must be a number of bytes, got {declared[:40].decode('latin-1')!r}"
+                await send_json(send, 400, error_body(message, ["header", "content-length"], "invalid_header"))
+                return
+            if int(declared) > self.max_bytes:
                 await self._refuse(send)
                 return
             await self.app(scope, receive, send)
@@ -57,14 +62,5 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"error": f"request body is larger than the limit of {self.max_bytes} bytes (NEXTWORD_MAX_BODY_BYTES)"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        message = f"request body is larger than the limit of {self.max_bytes} bytes (NEXTWORD_MAX_BODY_BYTES)"
+        await send_json(send, 413, error_body(message, ["body"], "too_large"))

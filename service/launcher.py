@@ -67,8 +67,10 @@ class Server:
             time.sleep(0.3)
         raise TimeoutError(f"server not ready after {timeout}s:\n{self.output()}")
 
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")[-5000:]
+    def output(self, limit: int | None = 5000) -> str:
+        """The server's log so far: its last ``limit`` characters, or all of it."""
+        text = Path(self.log.name).read_text(errors="replace")
+        return text if limit is None else text[-limit:]
 
     def stop(self) -> None:
         self.process.terminate()

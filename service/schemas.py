@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import bentoml
 from bentoml.validators import ContentType
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,7 +32,9 @@ def _check_token_count(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields are refused, and types are strict: no "5" or true for a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class NextWordInput(_Strict):
@@ -39,7 +42,10 @@ class NextWordInput(_Strict):
 
     text: str = Field(
         max_length=SETTINGS.max_text_chars,
-        description="Raw text prefix, tokenized as in training; an empty string asks for the first word of a text.",
+        description=(
+            "Raw text prefix, tokenized as in training; an empty string asks for the first word of a text. "
+            f"At most {SETTINGS.max_text_tokens} tokens (words and punctuation marks), else 400."
+        ),
         examples=["the sun rises in the"],
     )
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many next words to return.", examples=[5])
@@ -58,12 +64,30 @@ class NextWordOutput(BaseModel):
     unknown: int = Field(description="Prefix tokens outside the vocabulary (read as <unk>).", examples=[0])
 
 
+# A character that every regex dialect (ECMAScript's in schema tools, Rust's in pydantic,
+# Python's in the tokenizer) counts as no white space. The tokenizer makes a token of
+# every such character, so a stop string that has one has a token.
+NOT_WHITE_SPACE = (
+    "[^\\u0009-\\u000d\\u0020\\u001c-\\u001f\\u0085\\u00a0\\u1680"
+    "\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
+)
+StopString = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_STOP_CHARS,
+        pattern=NOT_WHITE_SPACE,
+        description="Has a character other than white space.",
+    ),
+]
+
+
 class GenerateInput(_Strict):
     """One prompt to continue."""
 
     prompt: str = Field(
         max_length=SETTINGS.max_text_chars,
-        description="Raw text to continue; may be empty.",
+        description=f"Raw text to continue; may be empty. At most {SETTINGS.max_text_tokens} tokens, else 400.",
         examples=["the sun"],
     )
     max_new_tokens: int = Field(
@@ -73,6 +97,7 @@ class GenerateInput(_Strict):
         default=1.0,
         ge=0.0,
         le=5.0,
+        allow_inf_nan=False,
         description="Softmax temperature; 0 picks the most likely word every step (greedy).",
         examples=[0.8],
     )
@@ -87,6 +112,7 @@ class GenerateInput(_Strict):
         default=1.0,
         gt=0.0,
         le=1.0,
+        allow_inf_nan=False,
         description="Nucleus sampling: the smallest set of words whose probability reaches top_p.",
         examples=[0.95],
     )
@@ -97,7 +123,7 @@ class GenerateInput(_Strict):
         description="Random seed: the same input and seed give the same text, alone or batched.",
         examples=[7],
     )
-    stop: list[str] = Field(
+    stop: list[StopString] = Field(
         default_factory=list,
         max_length=MAX_STOP_STRINGS,
         description="Stop after generating any of these strings (matched as whole tokens; included in the output).",
@@ -105,16 +131,6 @@ class GenerateInput(_Strict):
     )
 
     _tokens = field_validator("prompt")(_check_token_count)
-
-    @field_validator("stop")
-    @classmethod
-    def _stops_are_words(cls, stops: list[str]) -> list[str]:
-        for stop in stops:
-            if not _COUNTING_TOKENIZER.tokenize(stop):
-                raise ValueError(f"stop string {stop!r} has no tokens")
-            if len(stop) > MAX_STOP_CHARS:
-                raise ValueError(f"stop string is longer than {MAX_STOP_CHARS} characters")
-        return stops
 
 
 class GenerateOutput(BaseModel):
@@ -161,6 +177,25 @@ GenerateStreamBatch = Annotated[
         examples=[GENERATE_EXAMPLE],
     ),
 ]
+
+
+class _Request(bentoml.IODescriptor):
+    """A request body: ``{"inputs": [...]}`` and nothing else."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PredictRequest(_Request):
+    inputs: NextWordBatch
+
+
+class GenerateRequest(_Request):
+    inputs: GenerateBatch
+
+
+class GenerateStreamRequest(_Request):
+    inputs: GenerateStreamBatch
+
 
 # Return types of the endpoints. Naming the media type spares BentoML 1.4.39
 # from building the output's JSON schema again on every response (12% of a

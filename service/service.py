@@ -17,11 +17,13 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import bentoml
 import torch
@@ -32,15 +34,21 @@ from models.device import pick_device, pick_dtype, precision_name
 from service import metrics
 from service.batcher import MicroBatcher
 from service.body_limit import BodySizeLimit
+from service.http_errors import JSONErrors
 from service.inference import Predictor
+from service.logs import install as install_quiet_client_errors
+from service.openapi import ServeContract
 from service.scheduler import Overloaded, Scheduler, SchedulerConfig
 from service.schemas import (
     GenerateBatch,
+    GenerateRequest,
     GenerateResults,
     GenerateStreamBatch,
+    GenerateStreamRequest,
     NextWordBatch,
     NextWordInput,
     NextWordResults,
+    PredictRequest,
 )
 from service.settings import SETTINGS
 from service.state_cache import StateCache
@@ -49,6 +57,7 @@ from service.timeout import install as install_request_timeout
 
 logger = logging.getLogger("nextword")
 install_request_timeout()
+install_quiet_client_errors()
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -80,7 +89,14 @@ class NextWord:
         # every barrier instead of spinning. Measured: a batch of 128 took 12 ms
         # instead of 8 once any second thread had run torch.
         model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextword-model")
-        bundle, self.predictor = model_thread.submit(load_predictor, self.stored_model, device).result()
+        try:
+            bundle, self.predictor = model_thread.submit(load_predictor, self.stored_model, device).result()
+        except Exception as error:  # a corrupt or incompatible store entry: no worker could ever serve it
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            stop_server(
+                f"cannot load model {self.stored_model.tag} from {self.stored_model.stored.path}: "
+                f"{type(error).__name__}: {first_line}"
+            )
         self.scheduler = Scheduler(
             self.predictor,
             model_thread,
@@ -118,12 +134,12 @@ class NextWord:
     def __is_ready__(self) -> bool:
         return self.ready
 
-    @bentoml.api(**SETTINGS.api_options())
+    @bentoml.api(input_spec=PredictRequest, **SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         """Top-k next words, with probabilities, for each text prefix."""
         return await self.predict_batcher.submit(inputs)
 
-    @bentoml.api
+    @bentoml.api(input_spec=GenerateRequest)
     async def generate(self, inputs: GenerateBatch) -> GenerateResults:
         """Continue each prompt by sampling from the model."""
         try:
@@ -131,7 +147,7 @@ class NextWord:
         except Overloaded as error:
             return JSONResponse(overloaded_body(error), status_code=429, headers=retry_after(error))
 
-    @bentoml.api
+    @bentoml.api(input_spec=GenerateStreamRequest)
     async def generate_stream(self, inputs: GenerateStreamBatch, ctx: bentoml.Context) -> AsyncGenerator[str, None]:
         """Continue one prompt, streaming each token as a Server-Sent Event, then a final event."""
         try:
@@ -151,6 +167,18 @@ class NextWord:
         metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(o.unknown for o in outputs))
         metrics.record_cache(self.predictor.cache)
         return outputs
+
+
+def stop_server(message: str) -> NoReturn:
+    """Log one line and stop the whole server with a failure status.
+
+    A worker whose ``__init__`` raises is restarted by BentoML's process
+    manager every few seconds, forever, never ready. So the worker asks the
+    server process (its parent) to shut down, and exits with status 3.
+    """
+    logger.critical("nextword: %s; stopping the server", message)
+    os.kill(os.getppid(), signal.SIGTERM)
+    os._exit(3)
 
 
 def overloaded_body(error: Overloaded) -> dict:
@@ -191,4 +219,7 @@ def use_threads_for(batch_size: int, spare_loop_core: bool) -> None:
         torch.set_num_threads(threads)
 
 
+API_ROUTES = {"/predict_next", "/generate", "/generate_stream"}
 NextWord.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)
+NextWord.add_asgi_middleware(JSONErrors, api_routes=API_ROUTES)
+NextWord.add_asgi_middleware(ServeContract, bentoml_spec=lambda: NextWord.openapi_spec.asdict(), api_routes=API_ROUTES)

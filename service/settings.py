@@ -8,6 +8,7 @@ message that names the variable.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES
@@ -156,4 +157,13 @@ class Settings:
         return max(1, share - 1) if spare_loop_core else share
 
 
-SETTINGS = Settings.from_env()
+def settings_or_exit() -> Settings:
+    """The settings, or one line naming the bad variable and exit status 2: a traceback would bury it."""
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        print(f"nextword: bad configuration: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+SETTINGS = settings_or_exit()

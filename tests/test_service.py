@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import torch
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate as validate_spec
 
 from models.device import pick_dtype, precision_name
 from service.launcher import Server
@@ -74,6 +76,10 @@ def test_concurrent_requests_match_sequential_and_get_batched(client: httpx.Clie
     for seq, conc in zip(sequential, concurrent, strict=True):
         assert [p["word"] for p in seq["predictions"]] == [p["word"] for p in conc["predictions"]]
     assert batch_count_over_one(client) > before, "no batch larger than 1 was recorded"
+
+
+def validate_instance(instance: object, schema: dict) -> None:
+    OAS30Validator(schema).validate(instance)
 
 
 def batch_count_over_one(client: httpx.Client) -> float:
@@ -158,7 +164,44 @@ def test_openapi_documents_every_field(client: httpx.Client) -> None:
     }.items():
         for field in fields:
             prop = schemas[model]["properties"][field]
-            assert prop.get("description") and prop.get("examples"), f"{model}.{field}"
+            assert prop.get("description") and "example" in prop, f"{model}.{field}"
+
+
+def test_openapi_is_a_valid_document_of_its_version_with_every_bound(client: httpx.Client) -> None:
+    spec = client.get("/docs.json").json()
+    assert spec["openapi"] == "3.0.3"
+    validate_spec(spec)  # raises on anything invalid for the declared version
+    generate_input = spec["components"]["schemas"]["GenerateInput"]["properties"]
+    assert generate_input["top_p"].items() >= {"minimum": 0.0, "exclusiveMinimum": True, "maximum": 1.0}.items()
+    assert generate_input["temperature"].items() >= {"minimum": 0.0, "maximum": 5.0}.items()
+    assert generate_input["seed"]["nullable"] is True and generate_input["seed"]["minimum"] == 0
+    assert spec["components"]["schemas"]["NextWordInput"]["properties"]["top_k"]["maximum"] == 100
+    for path in ("/predict_next", "/generate", "/generate_stream"):
+        operation = spec["paths"][path]["post"]
+        assert operation["requestBody"]["required"] is True
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body["additionalProperties"] is False
+        for status in ("400", "413", "415", "429", "500", "503", "504"):
+            error = operation["responses"][status]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/Error"}, (path, status)
+        assert "Retry-After" in operation["responses"]["429"]["headers"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/predict_next", b'{"inputs": [{"text": "a", "top_k": 0}]}', {}),
+        ("/predict_next", b"{not json", {}),
+        ("/generate", b"x" * 2_000_000, {}),
+        ("/generate", b'{"inputs": [{"prompt": "a"}]}', {"content-type": "text/plain"}),
+        ("/nowhere", b"", {}),
+    ],
+)
+def test_error_bodies_match_the_published_error_schema(client: httpx.Client, path: str, body: bytes, headers) -> None:
+    spec = client.get("/docs.json").json()
+    response = client.post(path, content=body, headers={"content-type": "application/json", **headers})
+    assert response.status_code >= 400
+    validate_instance(response.json(), spec["components"]["schemas"]["Error"])
 
 
 BAD_REQUESTS = [
@@ -187,6 +230,17 @@ BAD_REQUESTS = [
     ("/generate", {"inputs": [{"prompt": "a", "stop": [" "]}]}, "stop"),
     ("/generate", {"inputs": [{"prompt": "a", "stop": "."}]}, "stop"),
     ("/generate", {"inputs": [{"prompt": 5}]}, "prompt"),
+    # Unknown fields at every level, and strict types: no string or boolean for a number.
+    ("/predict_next", {"inputs": [{"text": "a"}], "foo": 1}, "foo"),
+    ("/generate", {"inputs": [{"prompt": "a"}], "foo": 1}, "foo"),
+    ("/generate_stream", {"inputs": [{"prompt": "a"}], "foo": 1}, "foo"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": "5"}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": True}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": 5.0}]}, "top_k"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_p": True}]}, "top_p"),
+    ("/generate", {"inputs": [{"prompt": "a", "temperature": "0.5"}]}, "temperature"),
+    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": "3"}]}, "max_new_tokens"),
+    ("/generate", {"inputs": [{"prompt": "a", "seed": 1.5}]}, "seed"),
 ]
 
 
@@ -199,6 +253,21 @@ def test_bad_input_is_a_4xx_naming_the_field(client: httpx.Client, path: str, bo
     assert any(field in [str(part) for part in d["loc"]] for d in payload["detail"]) or field == ""
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("field", ["temperature", "top_p"])
+def test_non_finite_numbers_are_refused_as_such(client: httpx.Client, field: str, value: str) -> None:
+    body = f'{{"inputs": [{{"prompt": "a", "{field}": {value}}}]}}'
+    response = client.post("/generate", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    (detail,) = response.json()["detail"]
+    assert detail["loc"][-1] == field and "finite" in detail["msg"], detail
+
+
+def test_floats_accept_integers(client: httpx.Client) -> None:
+    (result,) = generate(client, {"prompt": "a", "temperature": 1, "top_p": 1, "max_new_tokens": 2})
+    assert result["tokens"]
+
+
 @pytest.mark.parametrize(
     ("content", "content_type"),
     [(b"{not json", "application/json"), (b"\xff\xfe", "application/json"), (b"", "application/json")],
@@ -208,9 +277,30 @@ def test_malformed_bodies_get_400(client: httpx.Client, content: bytes, content_
     assert response.status_code == 400 and "error" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/predict_next", 405), ("PUT", "/generate", 405), ("GET", "/no/such/path", 404)],
+)
+def test_routing_errors_are_json(client: httpx.Client, method: str, path: str, status: int) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"] and response.json()["detail"] == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_body_that_is_not_json_gets_415(client: httpx.Client, content_type: str) -> None:
+    response = client.post(
+        "/predict_next", content=b'{"inputs": [{"text": "a"}]}', headers={"content-type": content_type}
+    )
+    assert response.status_code == 415
+    assert response.json()["detail"][0]["loc"] == ["header", "content-type"]
+
+
 def test_oversized_body_gets_413(client: httpx.Client) -> None:
     response = client.post("/generate", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
     assert response.status_code == 413 and "NEXTWORD_MAX_BODY_BYTES" in response.json()["error"]
+    assert response.json()["detail"][0]["loc"] == ["body"]
 
     def chunks():
         for _ in range(40):
@@ -225,6 +315,18 @@ def test_server_still_answers_after_bad_input(client: httpx.Client) -> None:
         client.post(path, json=body)
     assert client.get("/readyz").status_code == 200
     assert predict(client, {"text": "the"})[0]["predictions"]
+
+
+def test_client_errors_log_one_line_and_no_traceback(client: httpx.Client, server) -> None:
+    before = server.output(limit=None)
+    for path, body, _ in BAD_REQUESTS:
+        client.post(path, json=body)
+    client.post("/predict_next", content=b"{not json", headers={"content-type": "application/json"})
+    written = server.output(limit=None)[len(before) :]
+    assert "Traceback" not in written and "ERROR" not in written, written[-3000:]
+    lines = [line for line in written.splitlines() if "-> 400" in line]
+    assert len(lines) == len(BAD_REQUESTS) + 1, written[-3000:]
+    assert any("POST /predict_next -> 400 (inputs.0.top_k)" in line for line in lines)
 
 
 @pytest.mark.parametrize("mode", ["adaptive", "off"])
