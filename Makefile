@@ -42,7 +42,7 @@ model: install ## Train the default model only if the store has no MODEL_NAME ye
 		|| $(MAKE) --no-print-directory train
 
 serve: model ## Serve MODEL on PORT (training a default model first if the store has none)
-	$(BIN)/bentoml serve service.service:NextWord --port $(PORT)
+	$(BIN)/python -m service.serve --port $(PORT)
 
 test: install ## Run the test suite (trains a tiny model into a temporary store)
 	$(BIN)/python -m pytest

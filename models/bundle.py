@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,32 @@ class ModelBundle:
     config: ModelConfig
     metadata: dict[str, Any]
     dtype: torch.dtype  # the precision the model computes in
+
+
+def check_entry(stored: bentoml.Model) -> None:
+    """Raise ValueError naming the file if a store entry is incomplete or corrupt.
+
+    Cheap (no torch): every file is there, the JSON files parse, and model.ts,
+    a zip archive, is complete with every member's CRC right. The server runs
+    it before it starts any worker, so a truncated model stops it at once.
+    """
+    for name in (MODEL_FILE, VOCAB_FILE, TOKENIZER_FILE, CONFIG_FILE):
+        path = os.path.realpath(stored.path_of(name))  # the file itself, not a link to its store
+        try:
+            if name == MODEL_FILE:
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    raise ValueError(f"{path}: archive member {bad} is corrupt")
+            else:
+                with open(path, encoding="utf-8") as file:
+                    json.load(file)
+        except FileNotFoundError:
+            raise ValueError(f"{path} is missing") from None
+        except zipfile.BadZipFile:
+            raise ValueError(f"{path} is not a complete TorchScript archive (truncated or corrupt)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
 def load_bundle(stored: str | bentoml.Model, device: torch.device, dtype: torch.dtype = torch.float32) -> ModelBundle:

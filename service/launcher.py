@@ -4,8 +4,8 @@ Used by the tests, the benchmark and the load test, which all talk to the real
 server over HTTP rather than to the service object in process.
 
 Each server gets a ``BENTOML_HOME`` of its own whose ``models`` links to the
-real store: ``bentoml serve`` empties ``$BENTOML_HOME/prometheus_multiproc_dir``
-when it starts, so servers sharing a home would wipe each other's metrics.
+real store (``service.serve`` says why), so servers never wipe each other's
+metrics.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from service.serve import private_home, store_home
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,9 +39,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **(env or {})}
-        store = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml")
-        self.home = tempfile.mkdtemp(prefix="nextword-server-home-")
-        (Path(self.home) / "models").symlink_to((store / "models").absolute(), target_is_directory=True)
+        self.home = private_home(store_home(env))
         self.log = tempfile.NamedTemporaryFile(prefix="nextword-server-", suffix=".log", delete=False)  # noqa: SIM115
         try:
             self.process = subprocess.Popen(

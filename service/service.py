@@ -29,7 +29,7 @@ import bentoml
 import torch
 from starlette.responses import JSONResponse
 
-from models.bundle import ModelBundle, load_bundle
+from models.bundle import ModelBundle, check_entry, load_bundle
 from models.device import pick_device, pick_dtype, precision_name
 from service import metrics
 from service.batcher import MicroBatcher
@@ -72,11 +72,27 @@ SMALL_BATCH = 8
 GIL_SWITCH_INTERVAL_S = 0.0002
 
 
+def stored_model_or_exit(tag: str) -> bentoml.Model:
+    """The model to serve, checked before any worker starts; else one line and exit status 3."""
+    try:
+        stored = bentoml.models.get(tag)
+        check_entry(stored)
+    except bentoml.exceptions.NotFound:
+        store = os.path.realpath(os.path.join(os.environ.get("BENTOML_HOME", "~/bentoml"), "models"))
+        message = f"model {tag} is not in the BentoML store at {store}; train one with make train"
+    except ValueError as error:
+        message = f"model {tag} cannot be loaded: {error}"
+    else:
+        return stored
+    print(f"nextword: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(3)
+
+
 @bentoml.service(name="nextword", **SETTINGS.service_config())
 class NextWord:
     """Next-word prediction and text generation with a recurrent language model."""
 
-    stored_model = bentoml.models.BentoModel(SETTINGS.model_tag)
+    stored_model = bentoml.models.BentoModel(str(stored_model_or_exit(SETTINGS.model_tag).tag))
 
     def __init__(self) -> None:
         self.ready = False
@@ -94,7 +110,7 @@ class NextWord:
         except Exception as error:  # a corrupt or incompatible store entry: no worker could ever serve it
             first_line = (str(error).strip().splitlines() or [""])[0]
             stop_server(
-                f"cannot load model {self.stored_model.tag} from {self.stored_model.stored.path}: "
+                f"cannot load model {self.stored_model.tag} from {self.stored_model.path}: "
                 f"{type(error).__name__}: {first_line}"
             )
         self.scheduler = Scheduler(

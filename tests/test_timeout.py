@@ -1,8 +1,10 @@
 """The request timeout middleware that replaces BentoML's (service.timeout)."""
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from bentoml._internal.server.http import traffic
 
 from service.timeout import TimeoutMiddleware
@@ -56,7 +58,11 @@ def test_slow_request_still_times_out_with_504() -> None:
     assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]
 
 
-def test_the_service_installs_it_in_place_of_bentomls() -> None:
+def test_the_service_installs_it_in_place_of_bentomls(tiny_model_tag: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.settings
+
+    # The service checks its model at import: point it at the test store's.
+    monkeypatch.setattr(service.settings, "SETTINGS", replace(service.settings.SETTINGS, model_tag=tiny_model_tag))
     import service.service  # noqa: F401  (installs it on import)
 
     assert traffic.TimeoutMiddleware is TimeoutMiddleware

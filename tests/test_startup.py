@@ -1,0 +1,104 @@
+"""Start-up failures, as ``make serve`` runs the server (``python -m service.serve``):
+one clear line and a non-zero exit within seconds, and no harm to a server already running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.launcher import REPO, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def serve(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.serve", "--host", "127.0.0.1", "--port", str(free_port())],
+        cwd=REPO,
+        env={**os.environ, "NEXTWORD_DEVICE": "cpu", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def failed_start(env: dict[str, str]) -> tuple[int, str, float]:
+    """Exit status, output and seconds of a server start expected to fail."""
+    started = time.monotonic()
+    process = serve(env)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"the server did not stop within 60 s:\n{output[-3000:]}")
+    return process.returncode, output, time.monotonic() - started
+
+
+def test_a_bad_setting_stops_the_server_with_one_line(tiny_model_tag: str) -> None:
+    code, output, seconds = failed_start({"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_WORKERS": "zero"})
+    assert code == 2, output
+    assert "nextword: bad configuration: NEXTWORD_WORKERS must be an integer, got 'zero'" in output
+    assert "Traceback" not in output and seconds < 30
+
+
+def test_a_corrupt_model_stops_the_server_with_one_line(tiny_model_tag: str, tmp_path: Path) -> None:
+    name, version = tiny_model_tag.split(":")
+    entry = Path(os.environ["BENTOML_HOME"]) / "models" / name / version
+    copy = tmp_path / "models" / name / version
+    shutil.copytree(entry, copy)
+    (copy.parent / "latest").write_text(version)
+    model_file = copy / "model.ts"
+    model_file.write_bytes(model_file.read_bytes()[:1000])  # truncated, as by a full disk or a broken copy
+
+    code, output, seconds = failed_start({"NEXTWORD_MODEL": tiny_model_tag, "BENTOML_HOME": str(tmp_path)})
+    assert code == 3, output
+    (line,) = [line for line in output.splitlines() if line.startswith("nextword:")]
+    assert tiny_model_tag in line and str(model_file) in line and "truncated or corrupt" in line
+    assert "Traceback" not in output and seconds < 30
+
+
+def test_a_model_missing_from_the_store_stops_the_server_with_one_line() -> None:
+    code, output, _ = failed_start({"NEXTWORD_MODEL": "nextword-test:nosuchversion"})
+    assert code == 3, output
+    assert "nextword: model nextword-test:nosuchversion is not in the BentoML store" in output
+    assert "Traceback" not in output
+
+
+def test_a_failed_start_leaves_a_running_servers_metrics(tiny_model_tag: str) -> None:
+    """BentoML empties $BENTOML_HOME/prometheus_multiproc_dir as a server starts; servers started
+    by service.serve each have their own, so a neighbour's failed start cannot empty /metrics."""
+    running = serve({"NEXTWORD_MODEL": tiny_model_tag})
+    try:
+        url = wait_ready(running)
+        httpx.post(f"{url}/predict_next", json={"inputs": [{"text": "the"}]}, timeout=30).raise_for_status()
+        assert "nextword_batch_size_count" in httpx.get(f"{url}/metrics").text
+        code, output, _ = failed_start({"NEXTWORD_MODEL": "nextword-test:nosuchversion"})
+        assert code == 3, output
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "nextword_batch_size_count" in metrics and "nextword_model_info" in metrics
+    finally:
+        running.terminate()
+        running.communicate(timeout=30)
+
+
+def wait_ready(process: subprocess.Popen, timeout: float = 120) -> str:
+    port = process.args[process.args.index("--port") + 1]
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail("the server did not become ready")
