@@ -125,7 +125,8 @@ class Job:
                 raise self.done.exception()
             yield item
 
-    def _finish(self, error: BaseException | None = None) -> None:
+    def finish(self, error: BaseException | None = None) -> None:
+        """Answer the request: its rows all ended, or ``error`` ended them."""
         if self.done.done():
             return
         if error is None:
@@ -255,7 +256,7 @@ class Scheduler:
         self.outstanding_tokens -= row.input.max_new_tokens - len(row.ids)
         job.unfinished -= 1
         if job.unfinished == 0:
-            job._finish()
+            job.finish()
 
     def _fail_running(self, error: Exception) -> None:
         """A step raised: fail the rows it was admitting if their prefill failed, else the running ones."""
@@ -269,7 +270,7 @@ class Scheduler:
             self.outstanding_tokens -= row.input.max_new_tokens - len(row.ids)
             job.unfinished -= 1
             job.cancel()  # its other rows, if any, leave at the next step
-            job._finish(error)
+            job.finish(error)
 
     # -- on the model thread -------------------------------------------------------------------
 

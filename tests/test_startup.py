@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ def serve(env: dict[str, str]) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # so that a stuck start can be killed with everything it started
     )
 
 
@@ -36,7 +38,7 @@ def failed_start(env: dict[str, str]) -> tuple[int, str, float]:
     try:
         output, _ = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         pytest.fail(f"the server did not stop within 60 s:\n{output[-3000:]}")
     return process.returncode, output, time.monotonic() - started
