@@ -15,11 +15,12 @@ PORT        ?= 3000
 TRAIN_ARGS  ?=
 LOAD_USERS  ?= 32
 LOAD_TIME   ?= 30s
+SOAK_MINUTES ?= 10
 REPORTS     ?= reports
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train model serve test bench bench-engine loadtest build containerize lint clean
+.PHONY: help install train model serve test bench bench-engine soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -51,9 +52,13 @@ bench: model ## Benchmark in process and over HTTP, then the generation engine; 
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.run --model $(MODEL)
 	$(BIN)/python -m bench.engine --model $(MODEL)
+	$(BIN)/python -m bench.reliability noisy --model $(MODEL)
 
 bench-engine: model ## Benchmark the generation engine only: batching policies, state cache, streaming, overload
 	$(BIN)/python -m bench.engine --model $(MODEL)
+
+soak: model ## Soak both endpoints at 70% of saturation for SOAK_MINUTES; errors, p99 and memory per minute
+	$(BIN)/python -m bench.reliability soak --model $(MODEL) --minutes $(SOAK_MINUTES)
 
 loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV and HTML in REPORTS
 	$(BIN)/python -m bench.loadtest --users $(LOAD_USERS) --run-time $(LOAD_TIME) --reports $(REPORTS)

@@ -32,6 +32,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float, output=lambda: "") -> None:
+    """Poll ``url``/readyz until it answers 200; raise if ``process`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{output()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"server not ready after {timeout}s:\n{output()}")
+
+
 class Server:
     """A ``bentoml serve TARGET`` subprocess; ``stop()`` it when done."""
 
@@ -55,17 +70,8 @@ class Server:
             raise
 
     def wait_ready(self, timeout: float = 120) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"server not ready after {timeout}s:\n{self.output()}")
+        wait_until_ready(self.url, self.process, timeout, self.output)
+        return self
 
     def output(self, limit: int | None = 5000) -> str:
         """The server's log so far: its last ``limit`` characters, or all of it."""

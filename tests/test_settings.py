@@ -1,6 +1,9 @@
 """Service settings from the environment, and the README that documents them."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +71,14 @@ def test_state_cache_auto_is_a_bounded_share_of_memory() -> None:
     assert 1 <= auto <= 1024
     assert Settings.from_env({"NEXTWORD_WORKERS": "2"}).state_cache_mb <= max(1, auto // 2 + 1)
     assert Settings.from_env({"NEXTWORD_STATE_CACHE_MB": "0"}).state_cache_mb == 0
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_service_sets_a_passive_openmp_wait_policy_unless_told(given: str | None, expected: str) -> None:
+    """It must be in the environment before torch loads libgomp, so importing the package sets it."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | (
+        {"OMP_WAIT_POLICY": given} if given else {}
+    )
+    code = "import service, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [expected, "False"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.launcher import REPO, free_port
+from service.launcher import REPO, free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -91,16 +91,7 @@ def test_a_failed_start_leaves_a_running_servers_metrics(tiny_model_tag: str) ->
         running.communicate(timeout=30)
 
 
-def wait_ready(process: subprocess.Popen, timeout: float = 120) -> str:
-    port = process.args[process.args.index("--port") + 1]
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[0][-3000:]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail("the server did not become ready")
+def wait_ready(process: subprocess.Popen) -> str:
+    url = f"http://127.0.0.1:{process.args[process.args.index('--port') + 1]}"
+    wait_until_ready(url, process, timeout=120)
+    return url
