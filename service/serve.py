@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 SERVICE = "service.service:NextWord"
+FAILED_START = "nextword-failed-start"  # written into the private home by a worker that cannot serve
 
 
 def store_home(env: dict[str, str]) -> Path:
@@ -39,6 +40,13 @@ def private_home(store: Path) -> str:
     return home
 
 
+def mark_failed_start(message: str) -> None:
+    """Leave the reason a worker cannot serve where ``main`` finds it (the server's home)."""
+    home = os.environ.get("BENTOML_HOME")
+    if home:
+        Path(home, FAILED_START).write_text(message + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     home = private_home(store_home(dict(os.environ)))
@@ -47,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         server = subprocess.Popen(command, env={**os.environ, "BENTOML_HOME": home})
         for stop in (signal.SIGTERM, signal.SIGINT):  # a stop for this process is one for the server
             signal.signal(stop, lambda number, _frame: server.send_signal(number))
-        return server.wait()
+        status = server.wait()
+        return 3 if Path(home, FAILED_START).exists() else status
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

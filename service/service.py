@@ -50,6 +50,7 @@ from service.schemas import (
     NextWordResults,
     PredictRequest,
 )
+from service.serve import mark_failed_start
 from service.settings import SETTINGS
 from service.state_cache import StateCache
 from service.streaming import sse_events
@@ -190,9 +191,12 @@ def stop_server(message: str) -> NoReturn:
 
     A worker whose ``__init__`` raises is restarted by BentoML's process
     manager every few seconds, forever, never ready. So the worker asks the
-    server process (its parent) to shut down, and exits with status 3.
+    server process (its parent) to shut down, and exits with status 3. The
+    server process itself then exits 0 (its process manager quit cleanly), so
+    the worker also leaves a mark that ``service.serve`` turns into status 3.
     """
     logger.critical("nextword: %s; stopping the server", message)
+    mark_failed_start(message)  # service.serve (make serve) then exits with status 3
     os.kill(os.getppid(), signal.SIGTERM)
     os._exit(3)
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,22 @@ def test_a_corrupt_model_stops_the_server_with_one_line(tiny_model_tag: str, tmp
     (line,) = [line for line in output.splitlines() if line.startswith("nextword:")]
     assert tiny_model_tag in line and str(model_file) in line and "truncated or corrupt" in line
     assert "Traceback" not in output and seconds < 30
+
+
+def test_a_model_torch_cannot_load_stops_the_server_with_one_line(tiny_model_tag: str, tmp_path: Path) -> None:
+    """A sound zip archive that is no TorchScript module passes the file check; the worker stops the server."""
+    name, version = tiny_model_tag.split(":")
+    copy = tmp_path / "models" / name / version
+    shutil.copytree(Path(os.environ["BENTOML_HOME"]) / "models" / name / version, copy)
+    (copy.parent / "latest").write_text(version)
+    with zipfile.ZipFile(copy / "model.ts", "w") as archive:
+        archive.writestr("not-a-model/data.txt", "hello")
+
+    code, output, seconds = failed_start({"NEXTWORD_MODEL": tiny_model_tag, "BENTOML_HOME": str(tmp_path)})
+    assert code == 3, output
+    lines = [line for line in output.splitlines() if "nextword: cannot load model" in line]
+    assert lines and tiny_model_tag in lines[0] and "stopping the server" in lines[0]
+    assert "Traceback" not in output and seconds < 60
 
 
 def test_a_model_missing_from_the_store_stops_the_server_with_one_line() -> None:
