@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+# Below this, a temperature divides logits into infinities (float32 denormals reach
+# 1e-45) and the softmax into NaN; this close to 0 every word but the top one is
+# already below any uniform draw.
+MIN_TEMPERATURE = 1e-5
+
 
 @dataclass
 class SamplingBatch:
@@ -52,11 +57,13 @@ def choose_next(logits: Tensor, params: SamplingBatch, uniforms: Tensor) -> Tens
     plain = sampled & (top_k == vocab_size) & (params.top_p >= 1)
     if bool(plain.any()):
         rows = plain.nonzero().squeeze(1)
-        probs = (logits[rows] / params.temperature[rows].unsqueeze(1)).softmax(dim=-1)  # (R, V)
+        probs = (logits[rows] / params.temperature[rows].clamp_min(MIN_TEMPERATURE).unsqueeze(1)).softmax(
+            dim=-1
+        )  # (R, V)
         chosen[rows] = _inverse_cdf(probs, uniforms[rows])
     for k in top_k[sampled & ~plain].unique().tolist():
         rows = (sampled & ~plain & (top_k == k)).nonzero().squeeze(1)
-        scaled = logits[rows] / params.temperature[rows].unsqueeze(1)
+        scaled = logits[rows] / params.temperature[rows].clamp_min(MIN_TEMPERATURE).unsqueeze(1)
         if k < vocab_size:
             top_logits, top_ids = scaled.topk(k, dim=-1)  # (R, k), likeliest first
         else:
@@ -73,6 +80,8 @@ def choose_next(logits: Tensor, params: SamplingBatch, uniforms: Tensor) -> Tens
 def _inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
     """(R, N) probabilities (not necessarily summing to 1), (R,) uniforms -> (R,) positions."""
     cumulative = probs.cumsum(dim=-1)
+    # A uniform that rounds to 1.0 would land past the last word with any probability.
+    uniforms = uniforms.clamp_max(1.0 - torch.finfo(cumulative.dtype).eps)
     targets = (uniforms * cumulative[:, -1]).unsqueeze(1)
     return torch.searchsorted(cumulative, targets, right=True).squeeze(1).clamp_max(probs.size(-1) - 1)
 

@@ -1,6 +1,8 @@
 """Sampling pieces on tiny tables of logits with known answers."""
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 
@@ -93,3 +95,29 @@ def test_the_smallest_top_p_keeps_the_top_word() -> None:
     tiny = params([1.0, 1.0], [0, 3], [1e-46, 1e-46])
     for u in (0.0, 0.5, 0.999):
         assert choose_next(LOGITS, tiny, torch.tensor([u, u])).tolist() == [1, 0]
+
+
+@given(
+    temperature=st.one_of(
+        st.sampled_from([0.0, 5e-324, 1e-45, 1e-39, 1e-6]), st.floats(min_value=0.0, max_value=5.0, allow_nan=False)
+    ),
+    top_k=st.one_of(st.just(0), st.integers(min_value=0, max_value=1_000_000)),
+    top_p=st.one_of(
+        st.just(1.0), st.just(1e-46), st.just(5e-324), st.floats(min_value=0.0, max_value=1.0, exclude_min=True)
+    ),
+    uniform=st.floats(min_value=0.0, max_value=1.0, exclude_max=True),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_every_allowed_setting_chooses_an_allowed_word(temperature, top_k, top_p, uniform, seed) -> None:
+    """Over the schema's whole range: never a masked word (<unk> has -inf), always among the top_k."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 50, generator=generator) * 4
+    logits[:, 0] = float("-inf")  # the <unk> mask, as the service applies it
+    chosen = choose_next(logits, params([temperature] * 2, [top_k] * 2, [top_p] * 2), torch.tensor([uniform] * 2))
+    assert ((chosen > 0) & (chosen < 50)).all()
+    if top_k:
+        allowed = logits.topk(min(top_k, 50), dim=-1).indices
+        assert all(c in a for c, a in zip(chosen.tolist(), allowed.tolist(), strict=True))
+    if temperature < 1e-30:  # 0, or so close to it that only the top word has any probability left
+        assert torch.equal(chosen, logits.argmax(dim=-1))
