@@ -38,6 +38,7 @@ from service.http_errors import JSONErrors
 from service.inference import Predictor
 from service.logs import install as install_quiet_client_errors
 from service.openapi import ServeContract
+from service.protocol_errors import install as install_json_protocol_errors
 from service.scheduler import Overloaded, Scheduler, SchedulerConfig
 from service.schemas import (
     GenerateBatch,
@@ -59,6 +60,7 @@ from service.timeout import install as install_request_timeout
 logger = logging.getLogger("nextword")
 install_request_timeout()
 install_quiet_client_errors()
+install_json_protocol_errors()
 In = TypeVar("In")
 Out = TypeVar("Out")
 

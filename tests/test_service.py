@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -295,6 +297,28 @@ def test_a_body_that_is_not_json_gets_415(client: httpx.Client, content_type: st
     )
     assert response.status_code == 415
     assert response.json()["detail"][0]["loc"] == ["header", "content-type"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /predict_next HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 12abc\r\n\r\n{}",
+        b"POST /predict_next HTTP/1.1\r\nhost: x\r\ncontent-length: -5\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ],
+)
+def test_a_request_that_is_not_valid_http_gets_a_json_400(server, request_bytes: bytes) -> None:
+    """Sent by hand, since an HTTP client would not send it; uvicorn's parser refuses it before the app."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(request_bytes)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert b"content-type: application/json" in head.lower()
+    payload = json.loads(body)
+    assert payload["error"].startswith("the request is not valid HTTP") and payload["detail"][0]["loc"] == ["request"]
 
 
 def test_oversized_body_gets_413(client: httpx.Client) -> None:
