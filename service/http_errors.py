@@ -5,10 +5,11 @@ The shape, published in the OpenAPI document (``service.openapi``)::
     {"error": "what went wrong", "detail": [{"loc": [...], "msg": "...", "type": "..."}]}
 
 BentoML answers validation errors in it, but the router's own errors (404
-for an unknown path, 405 for GET on a POST route) are plain text. This ASGI
-middleware rewrites any error answered as plain text into the shape, and
-refuses a body that is not JSON on the API routes with 415 before BentoML
-reads it.
+for an unknown path, 405 for GET on a POST route) are plain text, its
+concurrency limit answers ``{"error": ...}`` without ``detail``, and its
+other 4xx come as a one-element list (a 1.4.39 bug). This ASGI middleware
+rewrites every error answer into the shape, and refuses a body that is not
+JSON on the API routes with 415 before BentoML reads it.
 
 Usage: ``NextWord.add_asgi_middleware(JSONErrors, api_routes={"/predict_next", ...})``.
 """
@@ -42,6 +43,22 @@ async def send_json(send: Any, status: int, body: bytes, headers: list[tuple[byt
     await send({"type": "http.response.body", "body": body})
 
 
+def in_error_shape(body: bytes, content_type: bytes) -> bytes:
+    """Any error body as ``{"error": ..., "detail": [...]}``."""
+    if content_type.startswith(JSON.encode()):
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if isinstance(payload, list) and len(payload) == 1:  # BentoML 1.4.39's 4xx as a one-element list
+            payload = payload[0]
+        if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+            detail = payload.get("detail")
+            return json.dumps({**payload, "detail": detail if isinstance(detail, list) else []}).encode()
+    text = body.decode("utf-8", "replace").strip() or "error"
+    return error_body(text)
+
+
 class JSONErrors:
     def __init__(self, app: Any, api_routes: set[str]) -> None:
         self.app = app
@@ -59,23 +76,22 @@ class JSONErrors:
                 await send_json(send, 415, error_body(message, ["header", "content-type"], "unsupported_media_type"))
                 return
 
-        started: dict[str, Any] | None = None  # a plain-text error's start, held until its body is known
+        started: dict[str, Any] | None = None  # an error's start, held until its whole body is known
         held: list[bytes] = []
 
         async def send_json_errors(message: dict[str, Any]) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
-                headers = dict(message.get("headers") or [])
-                if message["status"] >= 400 and not headers.get(b"content-type", b"").startswith(JSON.encode()):
-                    started = message
-                    return
-            elif started is not None and message["type"] == "http.response.body":
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                started = message
+                return
+            if started is not None and message["type"] == "http.response.body":
                 held.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
-                text = b"".join(held).decode("utf-8", "replace").strip() or "error"
+                headers = dict(started.get("headers") or [])
                 kept = [(k, v) for k, v in started.get("headers") or [] if k.lower() in (b"allow", b"retry-after")]
-                await send_json(send, started["status"], error_body(text), kept)
+                body = in_error_shape(b"".join(held), headers.get(b"content-type", b""))
+                await send_json(send, started["status"], body, kept)
                 return
             await send(message)
 

@@ -32,12 +32,15 @@ from service.http_errors import send_json
 OPENAPI_VERSION = "3.0.3"
 ERROR_SCHEMA = {
     "type": "object",
-    "required": ["error", "detail"],
+    "required": ["error"],
     "properties": {
         "error": {"type": "string", "description": "What went wrong, in a sentence."},
         "detail": {
             "type": "array",
-            "description": "One entry per problem; empty when the error concerns no particular field.",
+            "description": (
+                "One entry per problem; empty when the error concerns no particular field. Present in every "
+                "error but BentoML's own concurrency limit (429 'Too many requests'), which answers before the service."
+            ),
             "items": {
                 "type": "object",
                 "required": ["loc", "msg", "type"],

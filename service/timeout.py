@@ -44,7 +44,7 @@ class TimeoutMiddleware(traffic.TimeoutMiddleware):
             await started
         except TimeoutError:
             if handling.cancel():
-                body = {"error": f"Not able to process the request in {self.timeout} seconds"}
+                body = {"error": f"Not able to process the request in {self.timeout} seconds", "detail": []}
                 await JSONResponse(body, status_code=504)(scope, receive, send)
         else:
             await handling
