@@ -51,7 +51,7 @@ from service.schemas import (
     NextWordResults,
     PredictRequest,
 )
-from service.serve import mark_failed_start
+from service.serve import mark_failed_start, store_home
 from service.settings import SETTINGS
 from service.state_cache import StateCache
 from service.streaming import sse_events
@@ -81,7 +81,7 @@ def stored_model_or_exit(tag: str) -> bentoml.Model:
         stored = bentoml.models.get(tag)
         check_entry(stored)
     except bentoml.exceptions.NotFound:
-        store = os.path.realpath(os.path.join(os.environ.get("BENTOML_HOME", "~/bentoml"), "models"))
+        store = os.path.realpath(store_home(dict(os.environ)) / "models")
         message = f"model {tag} is not in the BentoML store at {store}; train one with make train"
     except ValueError as error:
         message = f"model {tag} cannot be loaded: {error}"
