@@ -123,6 +123,3 @@ class StateCache:
         """The counts since the last call, and start counting afresh."""
         stats, self.stats = self.stats, CacheStats()
         return stats
-
-    def __len__(self) -> int:
-        return len(self.entries)
