@@ -267,7 +267,7 @@ def test_non_finite_numbers_are_refused_as_such(client: httpx.Client, field: str
 
 def test_floats_accept_integers(client: httpx.Client) -> None:
     (result,) = generate(client, {"prompt": "a", "temperature": 1, "top_p": 1, "max_new_tokens": 2})
-    assert result["tokens"]
+    assert result["finish_reason"] in ("length", "eos") and len(result["tokens"]) <= 2
 
 
 @pytest.mark.parametrize(
