@@ -17,9 +17,9 @@ Usage::
 
     scorer = compile_scorer(bundle.model)  # a model loaded with torch.jit.load
     hidden, state = scorer.prefill(tokens, lengths, state, hidden)
-    probs, ids, hidden, state = scorer.top_words(tokens, lengths, state, hidden, k)
+    probs, ids, mass, hidden, state = scorer.top_words(tokens, lengths, state, hidden, k)
     # tokens (B, T) ids, lengths (B,), state (S, L, B, H), hidden (B, H) the top-layer
-    # output before ``tokens`` (read only where a length is 0); probs and ids (B, k)
+    # output before ``tokens`` (read only where a length is 0); probs and ids (B, k), mass (B,)
 """
 
 from __future__ import annotations
@@ -60,18 +60,39 @@ class Scorer(nn.Module):
 
     @torch.jit.export
     def top_words(
-        self, tokens: Tensor, lengths: Tensor, state: Tensor, hidden: Tensor, k: int
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        state: Tensor,
+        hidden: Tensor,
+        k: int,
+        places: Tensor | None = None,
+        low: Tensor | None = None,
+        high: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The k likeliest next words after each row: (B, k) probabilities and ids, likeliest first.
 
-        Also returns the top-layer output (B, H) and state (S, L, B, H) after
-        each row, for the state cache.
+        With ``places`` (V,), each word's place in the sorted word index
+        (``models.completion``), row b keeps only the words placed in
+        ``[low[b], high[b])``: the words that complete its partly typed word.
+        Its probabilities are then renormalized over those words, and the
+        third result (B,) is their total probability before that (1 for rows
+        whose span holds every word; 0, and no probability, for an empty
+        span). Also returns the top-layer output (B, H)
+        and state (S, L, B, H) after each row, for the state cache.
         """
         hidden, state = self.prefill(tokens, lengths, state, hidden)
         logits = self.model.decode(hidden).float()  # (B, V)
+        total = logits.logsumexp(dim=-1, keepdim=True)  # (B, 1)
+        kept = total
+        if places is not None and low is not None and high is not None:
+            allowed = (places >= low.unsqueeze(1)) & (places < high.unsqueeze(1))  # (B, V)
+            logits = logits.masked_fill(~allowed, float("-inf"))
+            kept = logits.logsumexp(dim=-1, keepdim=True)
         # exp(logit - logsumexp) for the top words only, without a (B, V) softmax.
         top_logits, top_ids = logits.topk(k, dim=-1)
-        return (top_logits - logits.logsumexp(dim=-1, keepdim=True)).exp(), top_ids, hidden, state
+        probs = (top_logits - kept).exp().nan_to_num(nan=0.0)  # (B, k); an empty span: -inf - -inf
+        return probs, top_ids, (kept - total).exp().squeeze(1), hidden, state
 
 
 def compile_scorer(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 from torch import Tensor
 
 from models.bundle import ModelBundle
+from models.completion import PrefixIndex
 from models.scoring import compile_scorer
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.schemas import GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
@@ -100,30 +101,60 @@ class Predictor:
         self.unk_mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)  # (V,) True at <unk>
         self.unk_mask[self.vocab.unk_id] = True
         self.scorer = compile_scorer(self.model)
+        self.words = PrefixIndex(self.vocab)
+        self.word_places = self.words.places.to(device)  # (V,)
 
     def encode(self, text: str) -> Encoded:
-        ids = self.vocab.encode(self.tokenizer.tokenize(text))
+        return self._encode_tokens(self.tokenizer.tokenize(text))
+
+    def _encode_tokens(self, tokens: list[str]) -> Encoded:
+        ids = self.vocab.encode(tokens)
         return Encoded([self.vocab.eos_id, *ids], len(ids), sum(i == self.vocab.unk_id for i in ids))
+
+    def _split_fragment(self, item: NextWordInput) -> tuple[Encoded, str | None]:
+        """The text to score, and the partly typed word at its end when the input asks to complete one."""
+        tokens = self.tokenizer.tokenize(item.text)
+        if item.complete and tokens and not item.text[-1].isspace():
+            return self._encode_tokens(tokens[:-1]), tokens[-1]
+        return self._encode_tokens(tokens), None
 
     @torch.inference_mode()
     def predict_next(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
-        encoded = [self.encode(item.text) for item in inputs]
-        rows = [e.ids for e in encoded]
+        split = [self._split_fragment(item) for item in inputs]
+        rows = [encoded.ids for encoded, _ in split]
+        spans = [self.words.span(fragment) if fragment is not None else None for _, fragment in split]
         # The special ids may be among the top ones, so take that many more and drop them.
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
         tokens, lengths, state, hidden = self._resume(rows)
-        top_probs, top_ids, hidden, state = self.scorer.top_words(tokens, lengths, state, hidden, k)  # (B, k) each
+        masks = self._span_tensors(spans) if any(span is not None for span in spans) else ()
+        top_probs, top_ids, kept, hidden, state = self.scorer.top_words(tokens, lengths, state, hidden, k, *masks)
         if self.cache is not None:
             self.cache.store(rows, state, hidden)
         out = []
-        for item, e, ids, probs in zip(inputs, encoded, top_ids.tolist(), top_probs.tolist(), strict=True):
-            words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids][: item.top_k]
-            predictions = [{"word": self.vocab.words[i], "probability": p} for i, p in words]
-            out.append({"predictions": predictions, "tokens": e.tokens, "unknown": e.unknown})
+        rows_out = zip(inputs, split, spans, top_ids.tolist(), top_probs.tolist(), kept.tolist(), strict=True)
+        for item, (encoded, fragment), span, ids, probs, mass in rows_out:
+            answer = {"tokens": encoded.tokens, "unknown": encoded.unknown}
+            if span is None:
+                words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids]
+            else:
+                low, high = span
+                place = self.words.place_of
+                words = [(i, p) for i, p in zip(ids, probs, strict=True) if low <= place[i] < high]
+                answer |= {"fragment": fragment, "matching_words": high - low, "matching_probability": mass}
+            answer["predictions"] = [{"word": self.vocab.words[i], "probability": p} for i, p in words[: item.top_k]]
+            out.append(answer)
         # Plain dicts turned into models by one pydantic-core call: a third of the
         # time of model_construct per row, and this runs on the model thread,
         # whose every Python microsecond is taken from the event loop's GIL time.
         return NEXT_WORD_OUTPUTS.validate_python(out)
+
+    def _span_tensors(self, spans: list[tuple[int, int] | None]) -> tuple[Tensor, Tensor, Tensor]:
+        """The word places (V,) and each row's span as (B,) low and high; rows not completing get a
+        span that masks nothing."""
+        bounds = [self.words.everything if span is None else span for span in spans]
+        low = torch.tensor([b[0] for b in bounds], device=self.device)
+        high = torch.tensor([b[1] for b in bounds], device=self.device)
+        return self.word_places, low, high
 
     def new_row(self, item: GenerateInput) -> Row:
         """A /generate input, tokenized, ready for ``start``."""
@@ -216,7 +247,9 @@ class Predictor:
     def warm_up(self) -> None:
         """Serve a few dummy batches of each kind so the first client does not pay for compiling them."""
         for _ in range(3):
-            self.predict_next([NextWordInput(text="the"), NextWordInput(text="")])
+            self.predict_next(
+                [NextWordInput(text="the"), NextWordInput(text=""), NextWordInput(text="a", complete=True)]
+            )
             self.generate([GenerateInput(prompt="the", max_new_tokens=2, seed=0)])
             if self.cache is not None:
                 self.cache.clear()

@@ -49,19 +49,51 @@ class NextWordInput(_Strict):
         examples=["the sun rises in the"],
     )
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many next words to return.", examples=[5])
+    complete: bool = Field(
+        default=False,
+        description=(
+            "Read the text's last word, when the text does not end in white space, as partly typed: "
+            "answer the vocabulary words that start with it (as the model's tokenizer reads it, so "
+            "case-insensitively for a lower-casing model), ranked by the model's probability after the "
+            "text before it, with probabilities renormalized over those words. "
+            "`fragment`, `matching_words` and `matching_probability` say what was completed."
+        ),
+        examples=[True],
+    )
 
     _tokens = field_validator("text")(_check_token_count)
 
 
 class WordProbability(BaseModel):
     word: str = Field(description="A vocabulary word (never <unk> or <eos>).", examples=["east"])
-    probability: float = Field(description="The model's probability that this word comes next.", examples=[0.41])
+    probability: float = Field(
+        description=(
+            "The model's probability that this word comes next; when completing a word, "
+            "its probability among the words that start with the fragment."
+        ),
+        examples=[0.41],
+    )
 
 
 class NextWordOutput(BaseModel):
     predictions: list[WordProbability] = Field(description="Most likely next words, most probable first.")
-    tokens: int = Field(description="Tokens in the prefix.", examples=[5])
+    tokens: int = Field(description="Tokens in the prefix (before the fragment, when completing).", examples=[5])
     unknown: int = Field(description="Prefix tokens outside the vocabulary (read as <unk>).", examples=[0])
+    fragment: str | None = Field(
+        default=None,
+        description="The partly typed word that was completed, as the tokenizer read it; null when none was.",
+        examples=["rel"],
+    )
+    matching_words: int | None = Field(
+        default=None,
+        description="How many vocabulary words start with the fragment; 0 (and no predictions) when none does.",
+        examples=[57],
+    )
+    matching_probability: float | None = Field(
+        default=None,
+        description="The model's total probability of the words that start with the fragment.",
+        examples=[0.031],
+    )
 
 
 # A character that every regex dialect (ECMAScript's in schema tools, Rust's in pydantic,
@@ -144,7 +176,11 @@ class GenerateOutput(BaseModel):
     unknown: int = Field(description="Prompt tokens outside the vocabulary (read as <unk>).", examples=[0])
 
 
-PREDICT_EXAMPLE = [NextWordInput(text="the sun rises in the", top_k=5), NextWordInput(text="", top_k=3)]
+PREDICT_EXAMPLE = [
+    NextWordInput(text="the sun rises in the", top_k=5),
+    NextWordInput(text="the game was rel", top_k=3, complete=True),
+    NextWordInput(text="", top_k=3),
+]
 GENERATE_EXAMPLE = [
     GenerateInput(prompt="the sun", max_new_tokens=20, temperature=0.8, top_k=40, top_p=0.95, seed=7, stop=["."])
 ]

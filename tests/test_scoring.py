@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.bundle import load_bundle
+from models.completion import PrefixIndex
 from models.scoring import compile_scorer
 
 TEXTS = ["the first of the", "in", "he was born in the city of"]
@@ -26,8 +27,8 @@ def test_top_words_match_the_model_row_by_row(tiny_model_tag: str, dtype: torch.
     tokens, lengths = padded(rows)  # right-padded with <unk>
     state = bundle.model.zero_state(3)
     with torch.inference_mode():
-        probs, ids, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], 7)
-        assert probs.shape == ids.shape == (3, 7)
+        probs, ids, mass, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], 7)
+        assert probs.shape == ids.shape == (3, 7) and mass.tolist() == [1.0, 1.0, 1.0]
         for row, (p, i) in zip(rows, zip(probs, ids, strict=True), strict=True):
             logits, _ = bundle.model(torch.tensor([row]), bundle.model.zero_state(1))
             alone = logits[0, -1].float().softmax(-1)
@@ -59,3 +60,31 @@ def test_prefill_resumes_exactly_where_a_whole_run_ends(tiny_model_tag: str) -> 
         tail_lengths = torch.tensor([len(t) for t in tails])
         hidden, state = scorer.prefill(tail_tokens, tail_lengths, mid_state, mid_hidden)
     assert torch.equal(hidden, whole_hidden) and torch.equal(state, whole_state)
+
+
+def test_a_span_keeps_only_its_words_renormalized_and_leaves_other_rows_bit_for_bit(tiny_model_tag: str) -> None:
+    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
+    scorer = compile_scorer(bundle.model)
+    index = PrefixIndex(bundle.vocab)
+    rows = rows_of(bundle, TEXTS)
+    tokens, lengths = padded(rows)
+    state = bundle.model.zero_state(3)
+    k = len(bundle.vocab)
+    low, high = index.span("th")
+    assert high - low > 1
+    with torch.inference_mode():
+        plain_p, plain_i, _, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k)
+        spans = torch.tensor([index.everything[0], low, 0]), torch.tensor([index.everything[1], high, 0])
+        p, i, mass, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k, index.places, *spans)
+    assert torch.equal(p[0], plain_p[0]) and torch.equal(i[0], plain_i[0]) and mass[0] == 1.0
+    # Row 1 keeps the words starting with "th", in the plain order, each divided by their total.
+    place = index.place_of
+    expected = [(w, q) for w, q in zip(plain_i[1].tolist(), plain_p[1].tolist(), strict=True) if low <= place[w] < high]
+    assert [w for w in i[1, : high - low].tolist()] == [w for w, _ in expected]
+    assert all(bundle.vocab.words[w].startswith("th") for w in i[1, : high - low].tolist())
+    assert mass[1].item() == pytest.approx(sum(q for _, q in expected), rel=1e-5)
+    torch.testing.assert_close(p[1, : high - low], torch.tensor([q for _, q in expected]) / mass[1], rtol=1e-5, atol=0)
+    assert p[1, : high - low].sum().item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.all(p[1, high - low :] == 0)
+    # An empty span keeps nothing: no probability anywhere.
+    assert mass[2] == 0 and torch.all(p[2] == 0)

@@ -1,0 +1,46 @@
+"""Which vocabulary words complete a partly typed word: a sorted index, built once per model.
+
+Sorted, the words that start with a fragment sit side by side, so two binary
+searches turn any fragment into one span of places, and a span is all the
+batched scoring call needs to mask the rest (``models.scoring``): no request
+scans the vocabulary. The fragment must be read by the model's tokenizer
+first, so a lower-casing model matches case-insensitively and a cased one
+exactly.
+
+Usage::
+
+    index = PrefixIndex(vocab)
+    low, high = index.span("rel")  # places [low, high): "relate", ..., "religious", ...
+    index.places                   # (V,) each id's place; <unk> and <eos> after every word
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import torch
+
+from models.vocab import SPECIALS, Vocabulary
+
+_AFTER_EVERY_CHARACTER = chr(0x10FFFF)
+
+
+class PrefixIndex:
+    """The vocabulary's words in sorted order; special tokens are in no span."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        ordered = sorted((word, i) for i, word in enumerate(vocab.words) if word not in SPECIALS)
+        self.sorted_words = [word for word, _ in ordered]
+        self.sorted_ids = [i for _, i in ordered]
+        self.size = len(ordered)
+        place = [self.size] * len(vocab)  # the specials: after every word, so in no span
+        for position, i in enumerate(self.sorted_ids):
+            place[i] = position
+        self.place_of = place  # for lookups from Python
+        self.places = torch.tensor(place, dtype=torch.long)  # (V,)
+        self.everything = (0, self.size + 1)  # a span that masks nothing, specials included
+
+    def span(self, fragment: str) -> tuple[int, int]:
+        """Places ``[low, high)`` of the words that start with ``fragment``; empty when none does."""
+        low = bisect_left(self.sorted_words, fragment)
+        return low, bisect_left(self.sorted_words, fragment + _AFTER_EVERY_CHARACTER, low)

@@ -1,0 +1,110 @@
+"""Completing a partly typed word: the sorted word index, and ``"complete": true`` over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import torch
+
+from models.bundle import load_bundle
+from models.completion import PrefixIndex
+from models.tokenizer import Tokenizer, TokenizerSettings
+from models.vocab import Vocabulary
+from service.inference import Predictor
+from service.schemas import NextWordInput
+from tests.http_calls import predict
+
+
+def test_a_fragment_is_one_span_of_the_sorted_words() -> None:
+    vocab = Vocabulary(["<unk>", "<eos>", "the", "release", "released", "relatively", "Rel", "real", "é", "éte"])
+    index = PrefixIndex(vocab)
+    low, high = index.span("rel")
+    assert sorted(vocab.words[i] for i in index.sorted_ids[low:high]) == ["relatively", "release", "released"]
+    assert [vocab.words[i] for i in index.sorted_ids[slice(*index.span("Rel"))]] == ["Rel"]  # exact case
+    assert [vocab.words[i] for i in index.sorted_ids[slice(*index.span("é"))]] == ["é", "éte"]
+    low, high = index.span("released")
+    assert high - low == 1 and index.sorted_ids[low] == vocab.index["released"]
+    assert index.span("zz")[0] == index.span("zz")[1]  # nothing starts with it: an empty span
+    assert index.span("") == (0, index.size)  # every word, and no special token
+    assert index.places.tolist()[:2] == [index.size, index.size]  # <unk>, <eos> in no span
+    assert index.everything == (0, index.size + 1)
+
+
+def test_a_lower_casing_model_completes_case_insensitively(tiny_model_tag: str) -> None:
+    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
+    bundle.tokenizer = Tokenizer(TokenizerSettings(lowercase=True))
+    (answer,) = Predictor(bundle, torch.device("cpu")).predict_next([NextWordInput(text="In The Fi", complete=True)])
+    assert answer.fragment == "fi" and answer.predictions
+    assert all(p.word.startswith("fi") for p in answer.predictions)
+
+
+# -- over HTTP ----------------------------------------------------------------------------------
+
+
+def plain_distribution(client: httpx.Client, text: str) -> dict[str, float]:
+    (answer,) = predict(client, {"text": text, "top_k": 100})
+    return {p["word"]: p["probability"] for p in answer["predictions"]}
+
+
+@pytest.mark.slow
+def test_completions_are_the_matching_words_ranked_and_renormalized(client: httpx.Client, tiny_model_tag) -> None:
+    context = "the first of the"
+    plain = plain_distribution(client, context)
+    word = next(w for w in plain if len(w) >= 3 and w.isalpha())
+    fragment = word[:2]
+    (answer,) = predict(client, {"text": f"{context} {fragment}", "top_k": 100, "complete": True})
+    vocab = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32).vocab
+    matching = [w for w in vocab.words if w.startswith(fragment) and w not in ("<unk>", "<eos>")]
+    assert answer["fragment"] == fragment and answer["matching_words"] == len(matching)
+    assert answer["tokens"] == 4  # the text before the fragment
+    words = [p["word"] for p in answer["predictions"]]
+    assert word in words and all(w.startswith(fragment) for w in words)
+    # The plain top 100 holds the likeliest matching words, so they lead the completions, in its order.
+    expected = [w for w in plain if w.startswith(fragment)]
+    assert words[: len(expected)] == expected
+    mass = answer["matching_probability"]
+    for p in answer["predictions"]:
+        if p["word"] in plain:
+            assert p["probability"] * mass == pytest.approx(plain[p["word"]], rel=1e-4)
+    if len(matching) <= 100:
+        assert sum(p["probability"] for p in answer["predictions"]) == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_fragment_nothing_starts_with_gets_an_empty_list(client: httpx.Client) -> None:
+    (answer,) = predict(client, {"text": "the game was zzqxj", "complete": True})
+    assert answer["predictions"] == [] and answer["fragment"] == "zzqxj"
+    assert answer["matching_words"] == 0 and answer["matching_probability"] == 0
+
+
+@pytest.mark.slow
+def test_completion_is_off_by_default_and_after_white_space(client: httpx.Client) -> None:
+    (default,) = predict(client, {"text": "the game was rel"})
+    assert default["fragment"] is None and default["matching_words"] is None and default["tokens"] == 4
+    (spaced,) = predict(client, {"text": "the game was ", "complete": True})
+    (plain,) = predict(client, {"text": "the game was "})
+    assert spaced == plain and spaced["fragment"] is None
+
+
+@pytest.mark.slow
+def test_completion_rows_batch_with_ordinary_rows(client: httpx.Client) -> None:
+    items = [
+        {"text": "the game was", "top_k": 5},
+        {"text": "the game was th", "complete": True, "top_k": 5},
+        {"text": "He was born in", "top_k": 5},
+        {"text": "in the s", "complete": True, "top_k": 5},
+    ]
+    alone = [predict(client, item)[0] for item in items]
+    together = predict(client, *items)
+    for one, batched in zip(alone, together, strict=True):
+        assert [p["word"] for p in one["predictions"]] == [p["word"] for p in batched["predictions"]]
+        assert one["fragment"] == batched["fragment"] and one["matching_words"] == batched["matching_words"]
+        for a, b in zip(one["predictions"], batched["predictions"], strict=True):
+            assert a["probability"] == pytest.approx(b["probability"], rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_complete_must_be_a_boolean(client: httpx.Client) -> None:
+    response = client.post("/predict_next", json={"inputs": [{"text": "a", "complete": "yes"}]})
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["loc"][-1] == "complete"
