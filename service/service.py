@@ -23,11 +23,13 @@ import sys
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import bentoml
 import torch
 from starlette.responses import JSONResponse
+from starlette.staticfiles import StaticFiles
 
 from models.bundle import ModelBundle, check_entry, load_bundle
 from models.device import pick_device, pick_dtype, precision_name
@@ -241,7 +243,9 @@ def use_threads_for(batch_size: int, spare_loop_core: bool) -> None:
         torch.set_num_threads(threads)
 
 
+DEMO_PAGE = Path(__file__).parent / "demo"  # the typing page: static files, served at /demo/
 API_ROUTES = {"/predict_next", "/generate", "/generate_stream"}
+NextWord.mount_asgi_app(StaticFiles(directory=DEMO_PAGE, html=True), path="/demo", name="demo")
 NextWord.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)
 NextWord.add_asgi_middleware(JSONErrors, api_routes=API_ROUTES)
 NextWord.add_asgi_middleware(ServeContract, bentoml_spec=lambda: NextWord.openapi_spec.asdict(), api_routes=API_ROUTES)

@@ -1,0 +1,146 @@
+// The typing page: suggestions from POST /predict_next follow the text box, and
+// POST /generate continues a prompt. No build step, nothing fetched from elsewhere.
+"use strict";
+
+const DEBOUNCE_MS = 60;   // one request per pause in typing, short enough to feel instant
+const TOP_K = 5;
+const JOINERS = { "@-@": "-", "@,@": ",", "@.@": "." };  // the tokenizer's in-word separators
+const NO_SPACE_BEFORE = /^([.,;:!?)\]}%]|\.\.\.|'(s|t|ve|re|m|ll|d)?)$/i;
+
+const typing = document.getElementById("typing");
+const list = document.getElementById("suggestions");
+const status = document.getElementById("typing-status");
+
+let shown = { fragment: null, words: [] };  // what the list shows now, for Tab and clicks
+let latest = 0;                             // the newest request: older answers are stale
+let pending = null;                         // its AbortController
+let timer = null;
+
+async function postJSON(path, inputs, signal) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ inputs }),
+    signal,
+  });
+  const body = await response.json();
+  if (!response.ok) {
+    throw new Error(body.error || `HTTP ${response.status}`);
+  }
+  return body;
+}
+
+function schedule(delay) {
+  clearTimeout(timer);
+  timer = setTimeout(suggest, delay);
+}
+
+async function suggest() {
+  const text = typing.value;
+  const ticket = ++latest;
+  if (pending) pending.abort();
+  pending = new AbortController();
+  try {
+    const [answer] = await postJSON("/predict_next", [{ text, top_k: TOP_K, complete: true }], pending.signal);
+    if (ticket === latest) render(answer);
+  } catch (error) {
+    if (ticket === latest && error.name !== "AbortError") {
+      status.textContent = `no suggestions: ${error.message}`;
+    }
+  }
+}
+
+function render(answer) {
+  shown = { fragment: answer.fragment, words: answer.predictions.map((p) => p.word) };
+  if (answer.fragment === null) {
+    status.textContent = "next word";
+  } else if (answer.matching_words === 0) {
+    status.textContent = `no word starts with "${answer.fragment}"`;
+  } else {
+    const share = (100 * answer.matching_probability).toPrecision(2);
+    status.textContent = `completing "${answer.fragment}": ${answer.matching_words} words, ${share}% of the model's probability`;
+  }
+  const top = answer.predictions.length ? answer.predictions[0].probability : 1;
+  list.replaceChildren(...answer.predictions.map((p) => item(p, top)));
+}
+
+function item(prediction, top) {
+  const li = document.createElement("li");
+  li.dataset.word = prediction.word;
+  const button = document.createElement("button");
+  button.type = "button";
+  const word = document.createElement("span");
+  word.className = "word";
+  word.textContent = prediction.word;
+  const bar = document.createElement("span");
+  bar.className = "bar";
+  const fill = document.createElement("span");
+  fill.style.width = `${(100 * prediction.probability) / top}%`;
+  bar.append(fill);
+  const probability = document.createElement("span");
+  probability.className = "probability";
+  probability.textContent = `${(100 * prediction.probability).toFixed(1)}%`;
+  button.append(word, bar, probability);
+  button.addEventListener("click", () => {
+    accept(prediction.word);
+    typing.focus();
+  });
+  li.append(button);
+  return li;
+}
+
+// Put the word in place of the fragment being completed (or after the text), then a space.
+function accept(word) {
+  let text = typing.value;
+  if (shown.fragment !== null) {
+    text = text.slice(0, text.length - shown.fragment.length);
+  }
+  if (word in JOINERS) {
+    text = text.trimEnd() + JOINERS[word];
+  } else if (NO_SPACE_BEFORE.test(word)) {
+    text = text.trimEnd() + word + " ";
+  } else {
+    text = text + word + " ";
+  }
+  typing.value = text;
+  typing.setSelectionRange(text.length, text.length);
+  shown = { fragment: null, words: [] };
+  schedule(0);
+}
+
+typing.addEventListener("input", () => schedule(DEBOUNCE_MS));
+typing.addEventListener("keydown", (event) => {
+  if (event.key === "Tab" && !event.shiftKey && shown.words.length) {
+    event.preventDefault();
+    accept(shown.words[0]);
+  }
+});
+
+// The second box: continue a prompt with /generate.
+const form = document.getElementById("generate-form");
+const continuation = document.getElementById("continuation");
+let latestGeneration = 0;
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const prompt = document.getElementById("prompt").value;
+  const ticket = ++latestGeneration;
+  continuation.textContent = "…";
+  try {
+    const [answer] = await postJSON("/generate", [{
+      prompt,
+      max_new_tokens: Number(document.getElementById("max-new-tokens").value),
+      temperature: Number(document.getElementById("temperature").value),
+    }]);
+    if (ticket !== latestGeneration) return;
+    const generated = document.createElement("span");
+    generated.className = "generated";
+    generated.textContent = answer.text;
+    const joint = prompt === "" || /\s$/.test(prompt) || NO_SPACE_BEFORE.test(answer.tokens[0] || "") ? "" : " ";
+    continuation.replaceChildren(prompt + joint, generated);
+  } catch (error) {
+    if (ticket === latestGeneration) continuation.textContent = `error: ${error.message}`;
+  }
+});
+
+schedule(0);
