@@ -34,6 +34,10 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
         assert key in meta, key
     # Learned something: far better than a uniform guess over the vocabulary.
     assert 1 < meta["test_perplexity"] < 0.2 * meta["vocab_size"]
+    typing = meta["test_typing"]
+    assert 0 < typing["keystroke_savings"] < 1 and typing["words"] > 0
+    for hits in ("next_word", "after_1_letter", "after_2_letters"):
+        assert 0 < typing[f"{hits}_top1"] <= typing[f"{hits}_top3"] < 1
 
     bundle = load_bundle(tiny_model_tag, torch.device("cpu"))
     again = load_bundle(tiny_model_tag, torch.device("cpu"))
@@ -87,6 +91,8 @@ def test_evaluate_cli_against_store(tiny_model_tag: str, tiny_corpus_file, preci
     ppl = float(result.stdout.split("test perplexity ")[1].split(",")[0])
     meta = bentoml.models.get(tiny_model_tag).info.metadata
     assert ppl == pytest.approx(meta["test_perplexity"], rel=tolerance)
+    savings = float(result.stdout.split("keystroke savings ")[1].split("%")[0]) / 100
+    assert savings == pytest.approx(meta["test_typing"]["keystroke_savings"], abs=0.01 + tolerance)
 
 
 def test_evaluate_cli_unknown_tag(tiny_corpus_file) -> None:

@@ -1,5 +1,8 @@
 """Perplexity and top-k next-word accuracy, in training or against the store.
 
+From the command line it also prints the keystroke savings of the model's
+suggestions (``training.keystrokes``).
+
 Usage::
 
     python -m training.evaluate nextword:latest [--corpus DIR] [--device auto] [--precision auto]
@@ -24,6 +27,7 @@ from models.device import DEVICE_CHOICES, PRECISION_CHOICES, pick_device, pick_d
 from training.corpus import CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream
 from training.download import default_corpus
+from training.keystrokes import format_typing, simulate_typing
 
 EVAL_BATCH_SIZE = 10
 EVAL_BPTT = 35
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     stream = encode_stream(corpus.test, bundle.tokenizer, bundle.vocab)
     result = evaluate(bundle.model, stream, device)
     print(format_result(f"{bundle.tag} ({precision_name(bundle.dtype)})", result))
+    print(format_typing(simulate_typing(bundle.model, stream, bundle.vocab, device)))
     return 0
 
 

@@ -36,6 +36,7 @@ from training.data import batchify, bptt_windows, encode_stream, line_tokens
 from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
+from training.keystrokes import TypingResult, format_typing, simulate_typing
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class TrainOutcome:
     model_config: ModelConfig
     valid: EvalResult
     test: EvalResult
+    typing: TypingResult
     epochs_run: int
     train_seconds: float
     train_tokens: int
@@ -139,6 +141,8 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     model.load_state_dict(best_weights)
     model.eval()
     test = evaluate(model, test_stream, device)
+    typing = simulate_typing(model, test_stream, vocab, device)
+    print(format_typing(typing))
     assert best_valid is not None
     return TrainOutcome(
         model,
@@ -147,6 +151,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         model_config,
         best_valid,
         test,
+        typing,
         epochs_run,
         train_seconds,
         train_stream.numel(),
@@ -225,6 +230,7 @@ def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
         "test_perplexity": outcome.test.perplexity,
         "test_top1_accuracy": outcome.test.top1_accuracy,
         "test_top5_accuracy": outcome.test.top5_accuracy,
+        "test_typing": outcome.typing.to_dict(),
         "epochs": outcome.epochs_run,
         "train_seconds": round(outcome.train_seconds, 1),
         "torch_version": str(torch.__version__),

@@ -1,0 +1,151 @@
+"""Keystroke savings: how much typing the model's suggestions save a simulated user.
+
+The protocol (the standard measure of word-prediction systems, with the
+service's own suggestions):
+
+- The user types the test split word by word, each word (every token but
+  ``<eos>``) letter by letter, followed by one separator keystroke. Without
+  suggestions a word of n characters costs n + 1 keystrokes.
+- Before each letter, after j = 0, 1, ..., n - 1 typed letters, the user sees
+  the top 3 suggestions the service would show: the next words when j = 0
+  (``/predict_next``), the words that start with the j typed letters when
+  j > 0 (``"complete": true``); ``<unk>`` and ``<eos>`` are never suggested.
+  When the intended word is among them, one keystroke accepts it with its
+  separator: the word costs j + 1. A word never suggested costs n + 1.
+- Keystroke savings rate = 1 - (keystrokes with suggestions) / (without).
+- Words the vocabulary lacks (``<unk>`` in the split) cannot be suggested and
+  their letters are unknown, so they are left out of both counts. The model
+  reads the true text before each word (the user's earlier words are right),
+  with the state carried across the split as in ``training.evaluate``.
+
+Also reported: top-1 and top-3 hit rates of next words (j = 0), and of
+completions after 1 and 2 typed letters (over the words longer than that).
+
+Usage::
+
+    result = simulate_typing(model, test_stream, vocab, device)
+    result.keystroke_savings  # e.g. 0.41
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from models.completion import PrefixIndex
+from models.vocab import Vocabulary
+from training.data import batchify, bptt_windows
+
+BATCH_SIZE = 10
+BPTT = 35
+SHOWN = 3  # suggestions the simulated user reads
+
+
+@dataclass(frozen=True)
+class TypingResult:
+    keystroke_savings: float
+    words: int
+    next_word_top1: float
+    next_word_top3: float
+    after_1_letter_top1: float
+    after_1_letter_top3: float
+    after_2_letters_top1: float
+    after_2_letters_top3: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _PrefixSpans:
+    """For every word id and j, the span of the sorted words that start with its first j letters."""
+
+    def __init__(self, vocab: Vocabulary, device: torch.device) -> None:
+        index = PrefixIndex(vocab)
+        longest = max(len(word) for word in index.sorted_words)
+        low = [[0] * longest for _ in vocab.words]  # j >= len(word), and the specials: an empty span
+        high = [[0] * longest for _ in vocab.words]
+        for word, i in zip(index.sorted_words, index.sorted_ids, strict=True):
+            for j in range(len(word)):
+                low[i][j], high[i][j] = index.span(word[:j])
+        self.places = index.places.to(device)  # (V,) each id's place in sorted order
+        self.low, self.high = torch.tensor(low, device=device), torch.tensor(high, device=device)  # (V, J)
+        self.length = torch.tensor([len(w) for w in vocab.words], device=device)  # (V,)
+        self.specials = torch.tensor([vocab.unk_id, vocab.eos_id], device=device)
+        self.typable = torch.ones(len(vocab), dtype=torch.bool, device=device)  # (V,)
+        self.typable[self.specials] = False
+
+
+def _ranks(logits: Tensor, target: Tensor, spans: _PrefixSpans) -> Tensor:
+    """(N, J): how many words that start with the target's first j letters the model rates above it.
+
+    Only the words that beat the target matter, and for j >= 1 only those
+    that share its first letter, which are few: they are listed once, and
+    each j counts the ones inside its span.
+    """
+    beats = logits > logits.gather(1, target.unsqueeze(1))  # (N, V)
+    ranks = torch.zeros(target.numel(), spans.low.size(1), dtype=torch.long, device=target.device)
+    ranks[:, 0] = beats.count_nonzero(1) - beats[:, spans.specials].count_nonzero(1)  # specials are never shown
+    low, high = spans.low[target], spans.high[target]  # (N, J)
+    same_first_letter = (spans.places >= low[:, 1:2]) & (spans.places < high[:, 1:2])  # (N, V)
+    row, word = (beats & same_first_letter).nonzero(as_tuple=True)  # (M,) each
+    place = spans.places[word]  # (M,)
+    for j in range(1, int(spans.length[target].max())):
+        inside = (place >= low[row, j]) & (place < high[row, j])
+        ranks[:, j] = torch.bincount(row[inside], minlength=target.numel())
+    return ranks
+
+
+@torch.inference_mode()
+def simulate_typing(model: nn.Module, stream: Tensor, vocab: Vocabulary, device: torch.device) -> TypingResult:
+    """Run the protocol above over ``stream`` (1-D ids)."""
+    was_training = model.training
+    model.eval()
+    spans = _PrefixSpans(vocab, device)
+    rows = batchify(stream, BATCH_SIZE).to(device)
+    state = model.zero_state(BATCH_SIZE)
+    without = with_suggestions = words = 0
+    hits = torch.zeros(3, 2, dtype=torch.long)  # (j, top-1 / top-3)
+    counted = torch.zeros(3, dtype=torch.long)  # words longer than j letters
+    for inputs, targets in bptt_windows(rows, BPTT):
+        logits, state = model(inputs, state)  # (B, T, V)
+        flat = logits.reshape(-1, logits.size(-1)).float()  # (N, V)
+        target = targets.reshape(-1)  # (N,)
+        keep = spans.typable[target]
+        flat, target = flat[keep], target[keep]
+        rank = _ranks(flat, target, spans)  # (N, J)
+        length = spans.length[target]  # (N,)
+        typed = torch.arange(rank.size(1), device=device) < length.unsqueeze(1)  # (N, J): j < n
+        shown = (rank < SHOWN) & typed
+        found = shown.any(1)
+        first = shown.int().argmax(1)  # the first j at which the word is shown
+        without += int((length + 1).sum())
+        with_suggestions += int(torch.where(found, first + 1, length + 1).sum())
+        words += target.numel()
+        for j in range(3):
+            longer = length > j
+            counted[j] += int(longer.sum())
+            hits[j, 0] += int(((rank[:, j] < 1) & longer).sum())
+            hits[j, 1] += int(((rank[:, j] < SHOWN) & longer).sum())
+    model.train(was_training)
+    rate = hits.double() / counted.clamp(min=1).unsqueeze(1).double()
+    return TypingResult(
+        keystroke_savings=1 - with_suggestions / without,
+        words=words,
+        next_word_top1=rate[0, 0].item(),
+        next_word_top3=rate[0, 1].item(),
+        after_1_letter_top1=rate[1, 0].item(),
+        after_1_letter_top3=rate[1, 1].item(),
+        after_2_letters_top1=rate[2, 0].item(),
+        after_2_letters_top3=rate[2, 1].item(),
+    )
+
+
+def format_typing(result: TypingResult) -> str:
+    return (
+        f"keystroke savings {result.keystroke_savings:.1%} over {result.words:,} words "
+        f"(top 3 shown); hits top-1/top-3: next word {result.next_word_top1:.1%}/{result.next_word_top3:.1%}, "
+        f"after 1 letter {result.after_1_letter_top1:.1%}/{result.after_1_letter_top3:.1%}, "
+        f"after 2 letters {result.after_2_letters_top1:.1%}/{result.after_2_letters_top3:.1%}"
+    )
