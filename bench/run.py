@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,29 @@ def one_input(n: int = 1) -> dict:
     return {"inputs": [{"text": PREFIX, "top_k": 5}] * n}
 
 
+# The same 10-word prefix, then a partly typed word to complete: the same model work as PREFIX.
+COMPLETION_BODY = {"inputs": [{"text": PREFIX + " d", "top_k": 5, "complete": True}]}
+COMPLETION_ROUNDS = 3
+
+
+def completion_vs_plain(server: Server, seconds: float) -> dict:
+    """Completion and plain requests at 1 and 32 clients, in interleaved rounds; medians per kind."""
+    result: dict = {}
+    for clients in (1, 32):
+        runs: dict[str, list[dict]] = {"plain": [], "completion": []}
+        for _ in range(COMPLETION_ROUNDS):
+            runs["plain"].append(measured(server, "/predict_next", one_input(), clients, seconds, warm_up=False))
+            runs["completion"].append(measured(server, "/predict_next", COMPLETION_BODY, clients, seconds, False))
+        medians = {
+            kind: {key: statistics.median(m[key] for m in ms) for key in ("rps", "p50_ms", "p99_ms")}
+            for kind, ms in runs.items()
+        }
+        result[clients] = medians | {
+            "p50_completion_over_plain": medians["completion"]["p50_ms"] / medians["plain"]["p50_ms"]
+        }
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="nextword:latest", help="model tag in the BentoML store")
@@ -170,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                     server, "/predict_next", one_input(), 1, args.duration, warm_up=False
                 )
                 if batching == "on":
+                    results["completion_vs_plain"] = completion_vs_plain(server, args.duration / 2)
                     results["predict_32_inputs_8_clients"] = measured(
                         server, "/predict_next", one_input(32), 8, args.duration
                     )
@@ -185,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "batching_on_over_off_64": on64["rps"] / off64["rps"],
         "batching_on_over_adaptive_64": on64["rps"] / results["predict_batching_adaptive"][64]["rps"],
         "multi_input_over_in_process_128": multi["rps"] * 32 / results["in_process_qps"][128],
+        "completion_over_plain_p50_1": results["completion_vs_plain"][1]["p50_completion_over_plain"],
+        "completion_over_plain_p50_32": results["completion_vs_plain"][32]["p50_completion_over_plain"],
     }
     print(report(results))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +247,16 @@ def report(r: dict) -> str:
     ]
     lines += [
         "",
+        f"/predict_next, completing a word vs a plain request (medians of {COMPLETION_ROUNDS} interleaved rounds)",
+        "  clients  kind        req/s   p50 ms   p99 ms",
+    ]
+    for clients, c in r["completion_vs_plain"].items():
+        lines += [
+            f"  {clients:7d}  {kind:10s}  {c[kind]['rps']:6.0f}  {c[kind]['p50_ms']:7.2f}  {c[kind]['p99_ms']:7.2f}"
+            for kind in ("plain", "completion")
+        ]
+    lines += [
+        "",
         f"/generate, {GENERATE_TOKENS} new tokens each",
         "  clients   req/s   tokens/s   p50 ms   p99 ms  mean batch  errors",
     ]
@@ -236,6 +273,8 @@ def report(r: dict) -> str:
         f"  batching on / off at 64 clients:              {ratios['batching_on_over_off_64']:.2f}  [> 1]",
         f"  batching on / BentoML adaptive at 64 clients: {ratios['batching_on_over_adaptive_64']:.2f}",
         f"  32 inputs/request / in-process at batch 128:  {ratios['multi_input_over_in_process_128']:.2f}  [>= 0.50]",
+        f"  completion / plain p50 latency, 1 client:     {ratios['completion_over_plain_p50_1']:.2f}  [<= 1.20]",
+        f"  completion / plain p50 latency, 32 clients:   {ratios['completion_over_plain_p50_32']:.2f}  [<= 1.20]",
     ]
     return "\n".join(lines)
 
