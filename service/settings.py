@@ -42,7 +42,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_TIMEOUT_S": ("60", "request timeout in seconds (504 past it)"),
     "NEXTWORD_MAX_CONCURRENCY": ("1024", "requests in flight per server; more get 429"),
     "NEXTWORD_ACCESS_LOG": ("off", "log every request: on or off"),
+    "NEXTWORD_TRACING_SAMPLE_RATE": (
+        "0",
+        "share of requests traced with OpenTelemetry, 0..1; at 0 the API routes skip the tracing middleware",
+    ),
 }
+# With tracing off, BentoML's OpenTelemetry middleware still costs every request its
+# spans; these routes skip it then (BentoML's own tracing.excluded_urls).
+UNTRACED_WHEN_OFF = ("/predict_next", "/generate", "/generate_stream")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class Settings:
     timeout_s: int
     max_concurrency: int
     access_log: bool
+    tracing_sample_rate: float
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -96,6 +104,16 @@ class Settings:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
             return raw
 
+        def share(name: str) -> float:
+            raw = text(name)
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number from 0 to 1, got {raw!r}") from None
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a number from 0 to 1, got {raw!r}")
+            return value
+
         def cache_size() -> int:
             if text("NEXTWORD_STATE_CACHE_MB").lower() == "auto":
                 workers = integer("NEXTWORD_WORKERS", 1)
@@ -123,6 +141,7 @@ class Settings:
             timeout_s=integer("NEXTWORD_TIMEOUT_S", 1),
             max_concurrency=integer("NEXTWORD_MAX_CONCURRENCY", 1),
             access_log=switch("NEXTWORD_ACCESS_LOG"),
+            tracing_sample_rate=share("NEXTWORD_TRACING_SAMPLE_RATE"),
         )
 
     def service_config(self) -> dict:
@@ -131,7 +150,14 @@ class Settings:
             "workers": self.workers,
             "traffic": {"timeout": self.timeout_s, "max_concurrency": self.max_concurrency},
             "logging": {"access": {"enabled": self.access_log}},
+            "tracing": self.tracing_config(),
         }
+
+    def tracing_config(self) -> dict:
+        """Tracing on: every route traced at the sample rate. Off: the API routes skip the middleware."""
+        if self.tracing_sample_rate > 0:
+            return {"sample_rate": self.tracing_sample_rate}
+        return {"excluded_urls": list(UNTRACED_WHEN_OFF)}
 
     def api_options(self) -> dict:
         """Keyword arguments for ``@bentoml.api`` of /predict_next, which BentoML may batch."""

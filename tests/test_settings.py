@@ -50,11 +50,20 @@ def test_torch_threads_split_the_cores(
         ("NEXTWORD_STATE_CACHE_MB", "lots"),
         ("NEXTWORD_STATE_CACHE_MB", "-1"),
         ("NEXTWORD_MAX_QUEUED_TOKENS", "-5"),
+        ("NEXTWORD_TRACING_SAMPLE_RATE", "1.5"),
+        ("NEXTWORD_TRACING_SAMPLE_RATE", "some"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_tracing_off_skips_the_api_routes_and_on_traces_every_route() -> None:
+    off = Settings.from_env({}).service_config()["tracing"]
+    assert off == {"excluded_urls": ["/predict_next", "/generate", "/generate_stream"]}
+    on = Settings.from_env({"NEXTWORD_TRACING_SAMPLE_RATE": "0.25"}).service_config()["tracing"]
+    assert on == {"sample_rate": 0.25}
 
 
 def test_readme_documents_every_variable_and_metric() -> None:
