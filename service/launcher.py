@@ -10,8 +10,10 @@ metrics.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,14 +34,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float, output=lambda: "") -> None:
-    """Poll ``url``/readyz until it answers 200; raise if ``process`` exits first or time runs out."""
+def wait_until_ready(
+    url: str, process: subprocess.Popen, timeout: float, output=lambda: "", health: str = "/readyz"
+) -> None:
+    """Poll ``url`` + ``health`` until it answers 200; raise if ``process`` exits first or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{output()}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{health}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -48,21 +52,41 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float, output
 
 
 class Server:
-    """A ``bentoml serve TARGET`` subprocess; ``stop()`` it when done."""
+    """A ``bentoml serve TARGET`` subprocess, or another server's ``command`` (``{port}`` filled
+    in) that answers 200 on ``health`` when ready; ``stop()`` it when done."""
 
-    def __init__(self, target: str = "service.service:NextWord", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        target: str = "service.service:NextWord",
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        health: str = "/readyz",
+    ) -> None:
         self.port = free_port()
+        self.health = health
+        command = command or [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ]
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **(env or {})}
         self.home = private_home(store_home(env))
         self.log = tempfile.NamedTemporaryFile(prefix="nextword-server-", suffix=".log", delete=False)  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(self.port)],
+                [part.format(port=self.port) for part in command],
                 cwd=REPO,
                 env={**env, "BENTOML_HOME": self.home},
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() can reach every child
             )
         except BaseException:
             self.log.close()
@@ -70,7 +94,7 @@ class Server:
             raise
 
     def wait_ready(self, timeout: float = 120) -> Server:
-        wait_until_ready(self.url, self.process, timeout, self.output)
+        wait_until_ready(self.url, self.process, timeout, self.output, self.health)
         return self
 
     def output(self, limit: int | None = 5000) -> str:
@@ -79,12 +103,15 @@ class Server:
         return text if limit is None else text[-limit:]
 
     def stop(self) -> None:
+        """Stop the server, then any process it left behind (LitServe's workers outlive their parent)."""
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
         shutil.rmtree(self.home, ignore_errors=True)
