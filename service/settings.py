@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES
 
@@ -17,6 +18,8 @@ BATCHING_MODES = ("on", "adaptive", "off")
 GENERATE_BATCHING_MODES = ("continuous", "request", "off")
 CACHE_SHARE_OF_MEMORY = 0.01  # NEXTWORD_STATE_CACHE_MB=auto: this share of the machine's memory, split by workers
 CACHE_AUTO_MAX_MB = 1024
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" in microseconds, or "max PERIOD"
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")  # bytes, or "max"
 
 # name -> (default, description)
 VARIABLES: dict[str, tuple[str, str]] = {
@@ -24,13 +27,19 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_DEVICE": ("auto", "auto (CUDA when present), cpu or cuda"),
     "NEXTWORD_PRECISION": ("auto", "auto (bfloat16 on a CPU with native bfloat16, else float32), float32 or bfloat16"),
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
-    "NEXTWORD_TORCH_THREADS": ("0", "torch threads per worker; 0 = cores / workers, one fewer for /predict_next"),
+    "NEXTWORD_TORCH_THREADS": (
+        "0",
+        "torch threads per worker; 0 = cores (or the container's CPU limit) / workers, one fewer for /predict_next",
+    ),
     "NEXTWORD_BATCHING": ("on", "/predict_next: greedy micro-batching; adaptive: BentoML's; off: one request a batch"),
     "NEXTWORD_GENERATE_BATCHING": (
         "continuous",
         "/generate: continuous (rows join and leave at every step); request (a batch runs to its end); off",
     ),
-    "NEXTWORD_STATE_CACHE_MB": ("auto", "prefix state cache per worker in MiB; auto = 1% of memory (<= 1024); 0 = off"),
+    "NEXTWORD_STATE_CACHE_MB": (
+        "auto",
+        "prefix state cache per worker in MiB; auto = 1% of memory (or the container's limit), <= 1024; 0 = off",
+    ),
     "NEXTWORD_MAX_QUEUED_TOKENS": ("0", "most /generate tokens queued or running; 0 = what the rate finishes in time"),
     "NEXTWORD_MAX_BATCH_SIZE": ("128", "most inputs in one /predict_next batch, most rows decoding at once"),
     "NEXTWORD_MAX_LATENCY_MS": ("10000", "adaptive batching only: deadline; requests that would miss it get 503"),
@@ -117,7 +126,7 @@ class Settings:
         def cache_size() -> int:
             if text("NEXTWORD_STATE_CACHE_MB").lower() == "auto":
                 workers = integer("NEXTWORD_WORKERS", 1)
-                memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+                memory_mb = available_memory_mb()
                 return min(CACHE_AUTO_MAX_MB, max(1, int(memory_mb * CACHE_SHARE_OF_MEMORY) // workers))
             return integer("NEXTWORD_STATE_CACHE_MB", 0)
 
@@ -179,8 +188,37 @@ class Settings:
         """
         if self.torch_threads:
             return self.torch_threads
-        share = max(1, (os.cpu_count() or 1) // self.workers)
+        share = max(1, available_cores() // self.workers)
         return max(1, share - 1) if spare_loop_core else share
+
+
+def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota.
+
+    In a container ``os.cpu_count()`` is the node's cores, not the pod's CPU
+    limit; sizing torch threads by it would oversubscribe the limit and get
+    the pod throttled. A quota of 2.5 cores counts as 2.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):  # no cgroup v2 CPU controller here
+        pass
+    return cores
+
+
+def available_memory_mb(memory_max: Path = CGROUP_MEMORY_MAX) -> int:
+    """The machine's memory, capped by a cgroup v2 memory limit (a container's), in MiB."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = memory_max.read_text().strip()
+        if limit != "max":
+            memory = min(memory, int(limit))
+    except (OSError, ValueError):  # no cgroup v2 memory controller here
+        pass
+    return memory // 2**20
 
 
 def settings_or_exit() -> Settings:

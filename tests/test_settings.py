@@ -9,7 +9,7 @@ import pytest
 
 from service import metrics
 from service.launcher import REPO
-from service.settings import VARIABLES, Settings
+from service.settings import VARIABLES, Settings, available_cores, available_memory_mb
 
 
 def test_defaults() -> None:
@@ -33,8 +33,28 @@ def test_defaults() -> None:
 def test_torch_threads_split_the_cores(
     monkeypatch: pytest.MonkeyPatch, cores: int, env: dict[str, str], spare_loop_core: bool, threads: int
 ) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    monkeypatch.setattr("service.settings.available_cores", lambda: cores)
     assert Settings.from_env(env).threads_per_worker(spare_loop_core) == threads
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "limit"), [("max 100000", None), ("200000 100000", 2), ("250000 100000", 2), ("50000 100000", 1)]
+)
+def test_cores_are_capped_by_the_container_cpu_limit(tmp_path, cpu_max: str, limit: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max + "\n")
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cores(path) == (affinity if limit is None else min(affinity, limit))
+    assert available_cores(tmp_path / "missing") == affinity
+
+
+def test_memory_is_capped_by_the_container_memory_limit(tmp_path) -> None:
+    machine = available_memory_mb(tmp_path / "missing")
+    path = tmp_path / "memory.max"
+    path.write_text("max\n")
+    assert available_memory_mb(path) == machine
+    path.write_text(f"{512 * 2**20}\n")
+    assert available_memory_mb(path) == min(machine, 512)
 
 
 @pytest.mark.parametrize(
