@@ -20,7 +20,7 @@ REPORTS     ?= reports
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train model serve test bench bench-engine soak loadtest build containerize lint clean
+.PHONY: help install train model serve test bench bench-peers bench-engine soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -48,11 +48,16 @@ serve: model ## Serve MODEL on PORT (training a default model first if the store
 test: install ## Run the test suite (trains a tiny model into a temporary store)
 	$(BIN)/python -m pytest
 
-bench: model ## Benchmark in process and over HTTP, then the generation engine; prints tables, writes JSON
+bench: model ## Benchmark in process and over HTTP, the generation engine, the peers; prints tables, writes JSON
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.run --model $(MODEL)
 	$(BIN)/python -m bench.engine --model $(MODEL)
 	$(BIN)/python -m bench.reliability noisy --model $(MODEL)
+	$(BIN)/python -m bench.peers_run --model $(MODEL)
+
+bench-peers: model ## The service against LitServe and plain FastAPI on the same model, interleaved; table and plot
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
+	$(BIN)/python -m bench.peers_run --model $(MODEL)
 
 bench-engine: model ## Benchmark the generation engine only: batching policies, state cache, streaming, overload
 	$(BIN)/python -m bench.engine --model $(MODEL)

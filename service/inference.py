@@ -24,15 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import bentoml
 import torch
 from pydantic import TypeAdapter
 from torch import Tensor
 
-from models.bundle import ModelBundle
+from models.bundle import ModelBundle, load_bundle
 from models.completion import PrefixIndex
+from models.device import pick_dtype
 from models.scoring import compile_scorer
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.schemas import GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
+from service.settings import SETTINGS
 from service.state_cache import StateCache
 
 NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])
@@ -253,3 +256,20 @@ class Predictor:
             self.generate([GenerateInput(prompt="the", max_new_tokens=2, seed=0)])
             if self.cache is not None:
                 self.cache.clear()
+
+
+def load_predictor(stored: bentoml.Model, device: torch.device) -> tuple[ModelBundle, Predictor]:
+    """Load the model, with its state cache sized by the settings, and serve warm-up batches.
+
+    Call it on the thread that will run the model (``service.service`` says why).
+    """
+    torch.set_num_threads(SETTINGS.threads_per_worker())
+    bundle = load_bundle(stored, device, pick_dtype(SETTINGS.precision, device))
+    cache = None
+    if SETTINGS.state_cache_mb:
+        config = bundle.config
+        shape = (config.state_slots, config.num_layers, config.hidden_size)
+        cache = StateCache(SETTINGS.state_cache_mb * 2**20, shape, bundle.dtype, device)
+    predictor = Predictor(bundle, device, cache)
+    predictor.warm_up()
+    return bundle, predictor

@@ -31,13 +31,13 @@ import torch
 from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
 
-from models.bundle import ModelBundle, check_entry, load_bundle
-from models.device import pick_device, pick_dtype, precision_name
+from models.bundle import check_entry
+from models.device import pick_device, precision_name
 from service import metrics
 from service.batcher import MicroBatcher
 from service.body_limit import BodySizeLimit
 from service.http_errors import JSONErrors
-from service.inference import Predictor
+from service.inference import load_predictor
 from service.logs import install as install_quiet_client_errors
 from service.openapi import ServeContract
 from service.protocol_errors import install as install_json_protocol_errors
@@ -55,7 +55,6 @@ from service.schemas import (
 )
 from service.serve import mark_failed_start, store_home
 from service.settings import SETTINGS
-from service.state_cache import StateCache
 from service.streaming import sse_events
 from service.timeout import install as install_request_timeout
 
@@ -211,20 +210,6 @@ def overloaded_body(error: Overloaded) -> dict:
 
 def retry_after(error: Overloaded) -> dict[str, str]:
     return {"retry-after": str(error.retry_after_s)}
-
-
-def load_predictor(stored: bentoml.Model, device: torch.device) -> tuple[ModelBundle, Predictor]:
-    """Load the model, with its state cache, and serve warm-up batches; call it on the model thread."""
-    torch.set_num_threads(SETTINGS.threads_per_worker())
-    bundle = load_bundle(stored, device, pick_dtype(SETTINGS.precision, device))
-    cache = None
-    if SETTINGS.state_cache_mb:
-        config = bundle.config
-        shape = (config.state_slots, config.num_layers, config.hidden_size)
-        cache = StateCache(SETTINGS.state_cache_mb * 2**20, shape, bundle.dtype, device)
-    predictor = Predictor(bundle, device, cache)
-    predictor.warm_up()
-    return bundle, predictor
 
 
 def run_measured(endpoint: str, run: Callable[[list[In]], list[Out]], inputs: list[In]) -> list[Out]:

@@ -1,0 +1,74 @@
+"""The same model behind LitServe, with LitServe's own batching.
+
+LitServe batches requests: ``batch`` gets the decoded requests (each a list
+of inputs, as in the service's body), ``predict`` runs them as one model
+batch and ``unbatch`` hands each request its answers. The batch size and
+timeout come from the command line; ``bench.peers_run`` picks them by a
+small sweep and prints the choice. It answers ``POST /predict_next`` with
+the service's request and response bodies.
+
+Usage::
+
+    python -m bench.peers.litserve --model nextword:latest --port 3002 --max-batch-size 64 --batch-timeout 0.002
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import bentoml
+import litserve as ls
+import torch
+
+from service.inference import Predictor, load_predictor
+from service.schemas import NextWordInput, PredictRequest
+from service.settings import SETTINGS
+
+
+class NextWordAPI(ls.LitAPI):
+    def __init__(self, model_tag: str, max_batch_size: int, batch_timeout: float) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict_next")
+        self.model_tag = model_tag
+        self.predictor: Predictor | None = None
+
+    def setup(self, device: str) -> None:
+        _, self.predictor = load_predictor(bentoml.models.get(self.model_tag), torch.device(device))
+        torch.set_num_threads(SETTINGS.threads_per_worker(spare_loop_core=True))  # as the service's /predict_next
+
+    def decode_request(self, request: dict) -> list[NextWordInput]:
+        return PredictRequest.model_validate(request).inputs
+
+    def batch(self, inputs: list[list[NextWordInput]]) -> list[list[NextWordInput]]:
+        return inputs
+
+    def predict(self, requests: list[list[NextWordInput]] | list[NextWordInput]) -> list:
+        if self.max_batch_size == 1:  # unbatched: one request's inputs
+            return self.predictor.predict_next(requests)
+        outputs = self.predictor.predict_next([item for inputs in requests for item in inputs])
+        answers, start = [], 0
+        for inputs in requests:
+            answers.append(outputs[start : start + len(inputs)])
+            start += len(inputs)
+        return answers
+
+    def unbatch(self, output: list) -> list:
+        return output
+
+    def encode_response(self, output: list) -> list[dict]:
+        return [answer.model_dump() for answer in output]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers.litserve", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="nextword:latest")
+    parser.add_argument("--port", type=int, default=3002)
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--batch-timeout", type=float, default=0.002, help="seconds")
+    args = parser.parse_args()
+    api = NextWordAPI(args.model, args.max_batch_size, args.batch_timeout)
+    server = ls.LitServer(api, accelerator="cuda" if torch.cuda.is_available() else "cpu", workers_per_device=1)
+    server.run(port=args.port, host="127.0.0.1", generate_client_file=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

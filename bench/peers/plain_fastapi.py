@@ -1,0 +1,58 @@
+"""The same model behind a plain FastAPI + uvicorn app, with the project's own micro-batcher.
+
+What the service would be without BentoML: the same ``Predictor`` (state
+cache included), the same greedy ``MicroBatcher`` on one model thread, the
+same request and response bodies, uvicorn with uvloop and httptools. It
+answers ``POST /predict_next`` only.
+
+Usage::
+
+    python -m bench.peers.plain_fastapi --model nextword:latest --port 3001
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+
+import bentoml
+import torch
+import uvicorn
+from fastapi import FastAPI
+
+from models.device import pick_device
+from service.batcher import MicroBatcher
+from service.inference import load_predictor
+from service.schemas import NextWordOutput, PredictRequest
+from service.settings import SETTINGS
+
+
+def create_app(model_tag: str) -> FastAPI:
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-model")
+    device = pick_device(SETTINGS.device)
+    _, predictor = model_thread.submit(load_predictor, bentoml.models.get(model_tag), device).result()
+    model_thread.submit(torch.set_num_threads, SETTINGS.threads_per_worker(spare_loop_core=True)).result()
+    batcher = MicroBatcher(predictor.predict_next, model_thread, SETTINGS.max_batch_size)
+    app = FastAPI()
+
+    @app.post("/predict_next")
+    async def predict_next(request: PredictRequest) -> list[NextWordOutput]:
+        return await batcher.submit(request.inputs)
+
+    @app.get("/readyz")
+    async def ready() -> str:
+        return "ok"
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers.plain_fastapi", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="nextword:latest")
+    parser.add_argument("--port", type=int, default=3001)
+    args = parser.parse_args()
+    uvicorn.run(create_app(args.model), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
