@@ -1,8 +1,8 @@
 """Which vocabulary words complete a partly typed word: a sorted index, built once per model.
 
 Sorted, the words that start with a fragment sit side by side, so two binary
-searches turn any fragment into one span of places, and a span is all the
-batched scoring call needs to mask the rest (``models.scoring``): no request
+searches turn any fragment into one span of places, and the batched scoring
+call reads just that slice of a row's logits (``models.scoring``): no request
 scans the vocabulary. The fragment must be read by the model's tokenizer
 first, so a lower-casing model matches case-insensitively and a cased one
 exactly.
@@ -11,6 +11,7 @@ Usage::
 
     index = PrefixIndex(vocab)
     low, high = index.span("rel")  # places [low, high): "relate", ..., "religious", ...
+    index.sorted_ids[low:high]     # their ids
     index.places                   # (V,) each id's place; <unk> and <eos> after every word
 """
 
@@ -38,7 +39,6 @@ class PrefixIndex:
             place[i] = position
         self.place_of = place  # for lookups from Python
         self.places = torch.tensor(place, dtype=torch.long)  # (V,)
-        self.everything = (0, self.size + 1)  # a span that masks nothing, specials included
 
     def span(self, fragment: str) -> tuple[int, int]:
         """Places ``[low, high)`` of the words that start with ``fragment``; empty when none does."""

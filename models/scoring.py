@@ -66,33 +66,45 @@ class Scorer(nn.Module):
         state: Tensor,
         hidden: Tensor,
         k: int,
-        places: Tensor | None = None,
+        sorted_ids: Tensor | None = None,
+        completing: Tensor | None = None,
         low: Tensor | None = None,
         high: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The k likeliest next words after each row: (B, k) probabilities and ids, likeliest first.
 
-        With ``places`` (V,), each word's place in the sorted word index
-        (``models.completion``), row b keeps only the words placed in
-        ``[low[b], high[b])``: the words that complete its partly typed word.
-        Its probabilities are then renormalized over those words, and the
-        third result (B,) is their total probability before that (1 for rows
-        whose span holds every word; 0, and no probability, for an empty
-        span). Also returns the top-layer output (B, H)
-        and state (S, L, B, H) after each row, for the state cache.
+        With ``sorted_ids`` (W,), the word ids in sorted order (``models.completion``),
+        the rows listed in ``completing`` (C,) keep only the words at sorted places
+        ``[low[c], high[c])``: those that complete the row's partly typed word. Only
+        that slice of the row's logits is read, so a completion costs its span, not
+        the vocabulary. Their probabilities are renormalized over the slice (zeros
+        past its end), and the third result (B,) is the slice's total probability
+        before that (0 for an empty slice; 1 for the other rows). Also returns the
+        top-layer output (B, H) and state (S, L, B, H) after each row, for the
+        state cache.
         """
         hidden, state = self.prefill(tokens, lengths, state, hidden)
         logits = self.model.decode(hidden).float()  # (B, V)
         total = logits.logsumexp(dim=-1, keepdim=True)  # (B, 1)
-        kept = total
-        if places is not None and low is not None and high is not None:
-            allowed = (places >= low.unsqueeze(1)) & (places < high.unsqueeze(1))  # (B, V)
-            logits = logits.masked_fill(~allowed, float("-inf"))
-            kept = logits.logsumexp(dim=-1, keepdim=True)
         # exp(logit - logsumexp) for the top words only, without a (B, V) softmax.
         top_logits, top_ids = logits.topk(k, dim=-1)
-        probs = (top_logits - kept).exp().nan_to_num(nan=0.0)  # (B, k); an empty span: -inf - -inf
-        return probs, top_ids, (kept - total).exp().squeeze(1), hidden, state
+        probs = (top_logits - total).exp()
+        mass = torch.ones(logits.size(0), dtype=probs.dtype, device=probs.device)
+        if sorted_ids is not None and completing is not None and low is not None and high is not None:
+            for c in range(completing.size(0)):
+                row, first, last = int(completing[c]), int(low[c]), int(high[c])
+                ids = sorted_ids[first:last]  # (span,)
+                kept = logits[row].index_select(0, ids)  # (span,)
+                probs[row] = 0.0
+                top_ids[row] = 0
+                mass[row] = 0.0
+                if last > first:
+                    span_total = kept.logsumexp(dim=0)
+                    best, where = kept.topk(min(k, last - first))
+                    probs[row, : best.size(0)] = (best - span_total).exp()
+                    top_ids[row, : best.size(0)] = ids.index_select(0, where)
+                    mass[row] = (span_total - total[row, 0]).exp()
+        return probs, top_ids, mass, hidden, state
 
 
 def compile_scorer(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:

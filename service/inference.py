@@ -105,7 +105,7 @@ class Predictor:
         self.unk_mask[self.vocab.unk_id] = True
         self.scorer = compile_scorer(self.model)
         self.words = PrefixIndex(self.vocab)
-        self.word_places = self.words.places.to(device)  # (V,)
+        self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
 
     def encode(self, text: str) -> Encoded:
         return self._encode_tokens(self.tokenizer.tokenize(text))
@@ -129,7 +129,7 @@ class Predictor:
         # The special ids may be among the top ones, so take that many more and drop them.
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
         tokens, lengths, state, hidden = self._resume(rows)
-        masks = self._span_tensors(spans) if any(span is not None for span in spans) else ()
+        masks = self._span_tensors(spans) if any(span is not None for span in spans) else ()  # completions
         top_probs, top_ids, kept, hidden, state = self.scorer.top_words(tokens, lengths, state, hidden, k, *masks)
         if self.cache is not None:
             self.cache.store(rows, state, hidden)
@@ -151,13 +151,13 @@ class Predictor:
         # whose every Python microsecond is taken from the event loop's GIL time.
         return NEXT_WORD_OUTPUTS.validate_python(out)
 
-    def _span_tensors(self, spans: list[tuple[int, int] | None]) -> tuple[Tensor, Tensor, Tensor]:
-        """The word places (V,) and each row's span as (B,) low and high; rows not completing get a
-        span that masks nothing."""
-        bounds = [self.words.everything if span is None else span for span in spans]
-        low = torch.tensor([b[0] for b in bounds], device=self.device)
-        high = torch.tensor([b[1] for b in bounds], device=self.device)
-        return self.word_places, low, high
+    def _span_tensors(self, spans: list[tuple[int, int] | None]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The sorted word ids (W,), the completing rows (C,) and their spans' (C,) low and high ends."""
+        completing = [(row, span) for row, span in enumerate(spans) if span is not None]
+        rows = torch.tensor([row for row, _ in completing], device=self.device)
+        low = torch.tensor([span[0] for _, span in completing], device=self.device)
+        high = torch.tensor([span[1] for _, span in completing], device=self.device)
+        return self.sorted_word_ids, rows, low, high
 
     def new_row(self, item: GenerateInput) -> Row:
         """A /generate input, tokenized, ready for ``start``."""

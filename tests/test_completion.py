@@ -27,7 +27,6 @@ def test_a_fragment_is_one_span_of_the_sorted_words() -> None:
     assert index.span("zz")[0] == index.span("zz")[1]  # nothing starts with it: an empty span
     assert index.span("") == (0, index.size)  # every word, and no special token
     assert index.places.tolist()[:2] == [index.size, index.size]  # <unk>, <eos> in no span
-    assert index.everything == (0, index.size + 1)
 
 
 def test_a_lower_casing_model_completes_case_insensitively(tiny_model_tag: str) -> None:

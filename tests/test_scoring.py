@@ -72,15 +72,16 @@ def test_a_span_keeps_only_its_words_renormalized_and_leaves_other_rows_bit_for_
     k = len(bundle.vocab)
     low, high = index.span("th")
     assert high - low > 1
+    sorted_ids = torch.tensor(index.sorted_ids)
     with torch.inference_mode():
         plain_p, plain_i, _, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k)
-        spans = torch.tensor([index.everything[0], low, 0]), torch.tensor([index.everything[1], high, 0])
-        p, i, mass, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k, index.places, *spans)
+        spans = torch.tensor([1, 2]), torch.tensor([low, 0]), torch.tensor([high, 0])  # rows 1 and 2 complete
+        p, i, mass, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k, sorted_ids, *spans)
     assert torch.equal(p[0], plain_p[0]) and torch.equal(i[0], plain_i[0]) and mass[0] == 1.0
     # Row 1 keeps the words starting with "th", in the plain order, each divided by their total.
     place = index.place_of
     expected = [(w, q) for w, q in zip(plain_i[1].tolist(), plain_p[1].tolist(), strict=True) if low <= place[w] < high]
-    assert [w for w in i[1, : high - low].tolist()] == [w for w, _ in expected]
+    assert i[1, : high - low].tolist() == [w for w, _ in expected]
     assert all(bundle.vocab.words[w].startswith("th") for w in i[1, : high - low].tolist())
     assert mass[1].item() == pytest.approx(sum(q for _, q in expected), rel=1e-5)
     torch.testing.assert_close(p[1, : high - low], torch.tensor([q for _, q in expected]) / mass[1], rtol=1e-5, atol=0)
