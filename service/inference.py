@@ -129,8 +129,8 @@ class Predictor:
         # The special ids may be among the top ones, so take that many more and drop them.
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
         tokens, lengths, state, hidden = self._resume(rows)
-        masks = self._span_tensors(spans) if any(span is not None for span in spans) else ()  # completions
-        top_probs, top_ids, kept, hidden, state = self.scorer.top_words(tokens, lengths, state, hidden, k, *masks)
+        completions = self._span_tensors(spans) if any(span is not None for span in spans) else ()
+        top_probs, top_ids, kept, hidden, state = self.scorer.top_words(tokens, lengths, state, hidden, k, *completions)
         if self.cache is not None:
             self.cache.store(rows, state, hidden)
         out = []
