@@ -1,8 +1,9 @@
 """An empty endpoint with the service's request and response shape: the HTTP floor.
 
-Started exactly like the real service (same settings, batching, validation),
-it answers at once without a model or batching, so its requests/s is the most
-the HTTP stack gives on this machine.
+Started exactly like the real service (same settings, batching, validation,
+and the same HTTP layers, ``service.http_stack``), it answers at once without
+a model or batching, so its requests/s is the most the service's HTTP stack
+gives on this machine.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import gc
 
 import bentoml
 
+from service.http_stack import install_process_wide, wear
 from service.schemas import NextWordBatch, NextWordOutput, NextWordResults, WordProbability
 from service.settings import SETTINGS
-from service.timeout import install as install_request_timeout
 
-install_request_timeout()  # as the service does
+install_process_wide()  # as the service does
 FIXED = NextWordOutput(
     predictions=[WordProbability(word=w, probability=0.1) for w in ("the", "a", "of", "and", "in")],
     tokens=10,
@@ -31,3 +32,6 @@ class Floor:
     @bentoml.api(**SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         return [FIXED] * len(inputs)
+
+
+wear(Floor, {"/predict_next"})  # as the service does

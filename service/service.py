@@ -35,12 +35,8 @@ from models.bundle import check_entry
 from models.device import pick_device, precision_name
 from service import metrics
 from service.batcher import MicroBatcher
-from service.body_limit import BodySizeLimit
-from service.http_errors import JSONErrors
+from service.http_stack import install_process_wide, wear
 from service.inference import load_predictor
-from service.logs import install as install_quiet_client_errors
-from service.openapi import ServeContract
-from service.protocol_errors import install as install_json_protocol_errors
 from service.scheduler import Overloaded, Scheduler, SchedulerConfig
 from service.schemas import (
     GenerateBatch,
@@ -56,12 +52,9 @@ from service.schemas import (
 from service.serve import mark_failed_start, store_home
 from service.settings import SETTINGS
 from service.streaming import sse_events
-from service.timeout import install as install_request_timeout
 
 logger = logging.getLogger("nextword")
-install_request_timeout()
-install_quiet_client_errors()
-install_json_protocol_errors()
+install_process_wide()
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -231,6 +224,4 @@ def use_threads_for(batch_size: int, spare_loop_core: bool) -> None:
 DEMO_PAGE = Path(__file__).parent / "demo"  # the typing page: static files, served at /demo/
 API_ROUTES = {"/predict_next", "/generate", "/generate_stream"}
 NextWord.mount_asgi_app(StaticFiles(directory=DEMO_PAGE, html=True), path="/demo", name="demo")
-NextWord.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)
-NextWord.add_asgi_middleware(JSONErrors, api_routes=API_ROUTES)
-NextWord.add_asgi_middleware(ServeContract, bentoml_spec=lambda: NextWord.openapi_spec.asdict(), api_routes=API_ROUTES)
+wear(NextWord, API_ROUTES)

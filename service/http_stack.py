@@ -1,0 +1,38 @@
+"""The HTTP layers our servers wear, in one place: the service and the benchmark's floor alike.
+
+So that the floor (``bench/floor_service.py``) differs from the service only
+by the model, and a layer added here is measured in both.
+
+Usage::
+
+    install_process_wide()           # once, at import
+    wear(NextWord, {"/predict_next", ...})  # after the @bentoml.service class
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.body_limit import BodySizeLimit
+from service.http_errors import JSONErrors
+from service.logs import install as install_quiet_client_errors
+from service.openapi import ServeContract
+from service.protocol_errors import install as install_json_protocol_errors
+from service.settings import SETTINGS
+from service.timeout import install as install_request_timeout
+
+
+def install_process_wide() -> None:
+    """BentoML's request timeout fixed, client errors logged in one line, malformed HTTP answered in JSON."""
+    install_request_timeout()
+    install_quiet_client_errors()
+    install_json_protocol_errors()
+
+
+def wear(service: Any, api_routes: set[str]) -> None:
+    """The body size limit, every error as JSON in one shape, and the published contract on /docs.json."""
+    service.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)
+    service.add_asgi_middleware(JSONErrors, api_routes=api_routes)
+    service.add_asgi_middleware(
+        ServeContract, bentoml_spec=lambda: service.openapi_spec.asdict(), api_routes=api_routes
+    )
