@@ -8,8 +8,8 @@ import torch
 
 from models.bundle import load_bundle
 from training.corpus import load_corpus
-from training.data import batchify, bptt_windows, encode_stream
-from training.keystrokes import BATCH_SIZE, BPTT, SHOWN, simulate_typing
+from training.data import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, bptt_windows, encode_stream
+from training.keystrokes import SHOWN, simulate_typing
 
 
 def test_simulated_typing_matches_the_protocol_counted_by_hand(tiny_model_tag: str, tiny_corpus_file: Path) -> None:
@@ -22,9 +22,9 @@ def test_simulated_typing_matches_the_protocol_counted_by_hand(tiny_model_tag: s
     without = with_suggestions = counted = 0
     hits = {(j, k): 0 for j in range(3) for k in (1, SHOWN)}
     longer = dict.fromkeys(range(3), 0)
-    state = bundle.model.zero_state(BATCH_SIZE)
+    state = bundle.model.zero_state(EVAL_BATCH_SIZE)
     with torch.inference_mode():
-        for inputs, targets in bptt_windows(batchify(stream, BATCH_SIZE), BPTT):
+        for inputs, targets in bptt_windows(batchify(stream, EVAL_BATCH_SIZE), EVAL_BPTT):
             logits, state = bundle.model(inputs, state)
             flat = logits.reshape(-1, len(vocab)).float().tolist()
             for scores, target in zip(flat, targets.reshape(-1).tolist(), strict=True):

@@ -25,6 +25,11 @@ from torch import Tensor
 from models.tokenizer import EOS, Tokenizer
 from models.vocab import Vocabulary
 
+# Evaluation reads a split as EVAL_BATCH_SIZE rows in windows of EVAL_BPTT, the state
+# carried across windows; every measure of a split (perplexity, keystrokes) reads it so.
+EVAL_BATCH_SIZE = 10
+EVAL_BPTT = 35
+
 
 def line_tokens(lines: list[str], tokenizer: Tokenizer) -> Iterator[str]:
     """Tokens of every line, each line closed by ``<eos>``."""

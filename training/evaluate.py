@@ -25,12 +25,9 @@ from torch import Tensor, nn
 from models.bundle import load_bundle
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES, pick_device, pick_dtype, precision_name
 from training.corpus import CorpusError, load_corpus
-from training.data import batchify, bptt_windows, encode_stream
+from training.data import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, bptt_windows, encode_stream
 from training.download import default_corpus
 from training.keystrokes import format_typing, simulate_typing
-
-EVAL_BATCH_SIZE = 10
-EVAL_BPTT = 35
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,8 @@ from torch import Tensor, nn
 
 from models.completion import PrefixIndex
 from models.vocab import Vocabulary
-from training.data import batchify, bptt_windows
+from training.data import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, bptt_windows
 
-BATCH_SIZE = 10
-BPTT = 35
 SHOWN = 3  # suggestions the simulated user reads
 
 
@@ -103,12 +101,12 @@ def simulate_typing(model: nn.Module, stream: Tensor, vocab: Vocabulary, device:
     was_training = model.training
     model.eval()
     spans = _PrefixSpans(vocab, device)
-    rows = batchify(stream, BATCH_SIZE).to(device)
-    state = model.zero_state(BATCH_SIZE)
+    rows = batchify(stream, EVAL_BATCH_SIZE).to(device)
+    state = model.zero_state(EVAL_BATCH_SIZE)
     without = with_suggestions = words = 0
     hits = torch.zeros(3, 2, dtype=torch.long)  # (j, top-1 / top-3)
     counted = torch.zeros(3, dtype=torch.long)  # words longer than j letters
-    for inputs, targets in bptt_windows(rows, BPTT):
+    for inputs, targets in bptt_windows(rows, EVAL_BPTT):
         logits, state = model(inputs, state)  # (B, T, V)
         flat = logits.reshape(-1, logits.size(-1)).float()  # (N, V)
         target = targets.reshape(-1)  # (N,)
