@@ -12,7 +12,7 @@ Usage::
     index = PrefixIndex(vocab)
     low, high = index.span("rel")  # places [low, high): "relate", ..., "religious", ...
     index.sorted_ids[low:high]     # their ids
-    index.places                   # (V,) each id's place; <unk> and <eos> after every word
+    index.places                   # (V,) each id's place; the specials after every word
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bisect import bisect_left
 
 import torch
 
-from models.vocab import SPECIALS, Vocabulary
+from models.vocab import Vocabulary
 
 _AFTER_EVERY_CHARACTER = chr(0x10FFFF)
 
@@ -30,7 +30,8 @@ class PrefixIndex:
     """The vocabulary's words in sorted order; special tokens are in no span."""
 
     def __init__(self, vocab: Vocabulary) -> None:
-        ordered = sorted((word, i) for i, word in enumerate(vocab.words) if word not in SPECIALS)
+        specials = set(vocab.special_ids)
+        ordered = sorted((word, i) for i, word in enumerate(vocab.words) if i not in specials)
         self.sorted_words = [word for word, _ in ordered]
         self.sorted_ids = [i for _, i in ordered]
         self.size = len(ordered)

@@ -17,9 +17,10 @@ Usage::
 
     scorer = compile_scorer(bundle.model)  # a model loaded with torch.jit.load
     hidden, state = scorer.prefill(tokens, lengths, state, hidden)
-    probs, ids, mass, hidden, state = scorer.top_words(tokens, lengths, state, hidden, k)
+    probs, ids, mass, line_break, hidden, state = scorer.top_words(tokens, lengths, state, hidden, k, line_break_id)
     # tokens (B, T) ids, lengths (B,), state (S, L, B, H), hidden (B, H) the top-layer
-    # output before ``tokens`` (read only where a length is 0); probs and ids (B, k), mass (B,)
+    # output before ``tokens`` (read only where a length is 0); probs and ids (B, k),
+    # mass and line_break (B,)
 """
 
 from __future__ import annotations
@@ -66,12 +67,15 @@ class Scorer(nn.Module):
         state: Tensor,
         hidden: Tensor,
         k: int,
+        line_break_id: int,
         sorted_ids: Tensor | None = None,
         completing: Tensor | None = None,
         low: Tensor | None = None,
         high: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The k likeliest next words after each row: (B, k) probabilities and ids, likeliest first.
+
+        The fourth result (B,) is each row's probability that ``line_break_id`` comes next.
 
         With ``sorted_ids`` (W,), the word ids in sorted order (``models.completion``),
         the rows listed in ``completing`` (C,) keep only the words at sorted places
@@ -89,6 +93,7 @@ class Scorer(nn.Module):
         # exp(logit - logsumexp) for the top words only, without a (B, V) softmax.
         top_logits, top_ids = logits.topk(k, dim=-1)
         probs = (top_logits - total).exp()
+        line_break = (logits[:, line_break_id] - total[:, 0]).exp()  # (B,)
         mass = torch.ones(logits.size(0), dtype=probs.dtype, device=probs.device)
         if sorted_ids is not None and completing is not None and low is not None and high is not None:
             for c in range(completing.size(0)):
@@ -104,7 +109,7 @@ class Scorer(nn.Module):
                     probs[row, : best.size(0)] = (best - span_total).exp()
                     top_ids[row, : best.size(0)] = ids.index_select(0, where)
                     mass[row] = (span_total - total[row, 0]).exp()
-        return probs, top_ids, mass, hidden, state
+        return probs, top_ids, mass, line_break, hidden, state
 
 
 def compile_scorer(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:

@@ -1,17 +1,30 @@
-"""One tokenizer for training and serving, in WikiText's conventions.
+"""One tokenizer for training and serving, in WikiText's conventions, for any text.
 
 WikiText separates words and punctuation with spaces, splits clitics
 ("don 't", "lobster 's") and writes in-word separators as their own tokens:
 ``well @-@ known``, ``1 @,@ 000``, ``3 @.@ 5``. ``tokenize`` turns raw user
 text into tokens of that kind and is idempotent on text already in that form,
 so the same function reads the corpus and the requests. ``detokenize`` turns
-tokens back into readable text.
+tokens back into readable text: for ordinary text,
+``detokenize(tokenize(text))`` is the text again up to runs of white space
+(tested with generated strings in tests/test_tokenizer.py).
+
+Text other than WikiText: a line break is a token, ``<eos>`` (the name
+WikiText and PyTorch's word_language_model give the end of a line), so
+prompts keep their lines and generated text has them. An apostrophe inside a
+word stays in it (``o'er``, ``ma'am``) and one that starts a word glues to it
+(``'tis``), except the English clitics ``'s 't 've 're 'm 'll 'd`` at a word's
+end, split as in WikiText. ``<eot>`` ends a whole text (``models.vocab``);
+typed text never produces it.
+
+A character-level model (``TokenizerSettings(level="char")``) reads text as
+its characters, a line break again as ``<eos>``.
 
 Usage::
 
     tok = Tokenizer(TokenizerSettings(lowercase=False))
-    tok.tokenize("The well-known sun's rising.")
-    # ['The', 'well', '@-@', 'known', 'sun', "'s", 'rising', '.']
+    tok.tokenize("The well-known sun's rising.\n'Tis o'er.")
+    # ['The', 'well', '@-@', 'known', 'sun', "'s", 'rising', '.', '<eos>', "'Tis", "o'er", '.']
     tok.detokenize(['rises', 'in', 'the', 'east', '.'])  # 'rises in the east.'
 """
 
@@ -21,24 +34,37 @@ import re
 from dataclasses import asdict, dataclass
 
 UNK = "<unk>"
-EOS = "<eos>"
+LINE_BREAK = "<eos>"
+END_OF_TEXT = "<eot>"
 
 _ABBREVIATIONS = "Mr|Mrs|Ms|Dr|St|No|Jr|Sr|Mt|Co|Ltd|Inc|Gen|Lt|Col|Capt|Sgt|vs"
+_APOSTROPHE = "['\u2019]"
+_CLITIC_TEXT = rf"(?i:{_APOSTROPHE}(?:s|t|ve|re|m|ll|d))(?!\w)"
+# A word, with the apostrophes inside it that do not start a clitic at its end.
+_WORD = rf"\w+(?:(?!{_CLITIC_TEXT}){_APOSTROPHE}\w+)*"
+# The same line boundaries as str.splitlines, which reads the corpus into lines.
+_LINE_BREAKS = r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]"
+_CHARACTER = re.compile(rf"(?P<line_break>{_LINE_BREAKS})|.", re.DOTALL)
 _PIECE = re.compile(
-    r"(?P<compound>\d+(?:[.,]\d+)+(?:-\w+)*|\w+(?:-\w+)+)"  # 1,000 / 3.5-inch / well-known
-    r"|<unk>|<eos>|@[-,.]@"  # already in corpus form
+    rf"(?P<line_break>{_LINE_BREAKS})"
+    r"|(?P<compound>\d+(?:[.,]\d+)+(?:-\w+)*|\w+(?:-\w+)+)"  # 1,000 / 3.5-inch / well-known
+    r"|<unk>|@[-,.]@"  # already in corpus form
     r"|(?:[A-Za-z]\.){2,}|[A-Z]\.(?=\s)"  # U.S., e.g., H. americanus
     rf"|(?:{_ABBREVIATIONS})\.(?!\w)"  # Mr., No.
-    r"|(?i:'(?:s|t|ve|re|m|ll|d))(?!\w)"  # clitics: 's 't 've ...
-    r"|\w+"
+    rf"|{_CLITIC_TEXT}"  # clitics: 's 't 've ...
+    rf"|{_WORD}"
+    rf"|(?<!\w){_APOSTROPHE}{_WORD}"  # 'tis, 'em
     r"|\.\.\."
     r"|\S"
 )
 _IN_WORD_SEPARATOR = re.compile(r"([-.,])")
 _JOINERS = {"@-@": "-", "@,@": ",", "@.@": "."}
-_NO_SPACE_BEFORE = {".", ",", ";", ":", "!", "?", ")", "]", "}", "%", "...", "'"}
+_NO_SPACE_BEFORE = {".", ",", ";", ":", "!", "?", ")", "]", "}", "%", "...", "'", "\u2019"}
 _NO_SPACE_AFTER = {"(", "[", "{", "$", "£", "€"}
-_CLITIC = re.compile(r"(?i)'(?:s|t|ve|re|m|ll|d)")
+_CLITIC = re.compile(rf"(?i){_APOSTROPHE}(?:s|t|ve|re|m|ll|d)")
+
+
+LEVELS = ("word", "char")
 
 
 @dataclass(frozen=True)
@@ -46,6 +72,11 @@ class TokenizerSettings:
     """Settings recorded with a model: serving must tokenize as training did."""
 
     lowercase: bool = False
+    level: str = "word"  # "word" or "char"
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,36 +87,47 @@ class Tokenizer:
 
     def __init__(self, settings: TokenizerSettings | None = None) -> None:
         self.settings = settings or TokenizerSettings()
+        self.characters = self.settings.level == "char"
 
     def tokenize(self, text: str) -> list[str]:
-        """Split raw text into corpus-style tokens (no ``<eos>`` is added)."""
+        """Split raw text into corpus-style tokens (or characters), a line break into ``<eos>``."""
         if self.settings.lowercase:
             text = text.lower()
+        if self.characters:
+            return [LINE_BREAK if match.lastgroup else match.group() for match in _CHARACTER.finditer(text)]
         tokens: list[str] = []
         for match in _PIECE.finditer(text):
-            if match.lastgroup == "compound":
+            if match.lastgroup == "line_break":
+                tokens.append(LINE_BREAK)
+            elif match.lastgroup == "compound":
                 tokens.extend(_split_in_word(match.group()))
             else:
                 tokens.append(match.group())
         return tokens
 
-    @staticmethod
-    def detokenize(tokens: list[str]) -> str:
-        """Join tokens into readable text: no space before ``.``, ``@-@`` -> ``-``."""
-        joiner = Detokenizer()
+    def detokenize(self, tokens: list[str]) -> str:
+        """Join tokens into readable text: no space before ``.``, ``@-@`` -> ``-``, ``<eos>`` -> a line break."""
+        joiner = self.detokenizer()
         return "".join(joiner.piece(token) for token in tokens)
+
+    def detokenizer(self) -> Detokenizer:
+        """A joiner for one text's tokens, one at a time (for streaming)."""
+        return Detokenizer(self.characters)
 
 
 class Detokenizer:
     """Joins tokens one at a time, for streaming: the pieces add up to ``Tokenizer.detokenize``."""
 
-    def __init__(self) -> None:
+    def __init__(self, characters: bool = False) -> None:
+        self.characters = characters  # characters join as they are
         self.attach = True  # no space before the next token
         self.quote_open = False
 
     def piece(self, token: str) -> str:
         """The text this token adds after the ones before it."""
-        if token == EOS:
+        if self.characters:
+            return "\n" if token == LINE_BREAK else token
+        if token == LINE_BREAK:
             self.attach = True
             return "\n"
         if token in _JOINERS:

@@ -2,7 +2,9 @@
 
 Ids are deterministic for a given corpus: the special tokens come first, then
 words by descending frequency, ties broken alphabetically (a ``set()`` would
-give different ids on every run).
+give different ids on every run). The specials are ``<unk>`` (id 0), the line
+break ``<eos>`` (id 1) and the end of a text ``<eot>`` (id 2); vocabularies
+saved before ``<eot>`` existed have none, and their models never end a text.
 """
 
 from __future__ import annotations
@@ -10,23 +12,26 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from models.tokenizer import EOS, UNK
+from models.tokenizer import END_OF_TEXT, LINE_BREAK, UNK
 
-SPECIALS = (UNK, EOS)
+SPECIALS = (UNK, LINE_BREAK, END_OF_TEXT)
+REQUIRED_SPECIALS = (UNK, LINE_BREAK)
 
 
 class Vocabulary:
-    """An ordered list of words; ``<unk>`` is id 0 and ``<eos>`` id 1."""
+    """An ordered list of words; ``<unk>`` is id 0, ``<eos>`` id 1 and ``<eot>``, when there, id 2."""
 
     def __init__(self, words: list[str]) -> None:
-        if list(words[: len(SPECIALS)]) != list(SPECIALS):
-            raise ValueError(f"vocabulary must start with {SPECIALS}")
+        if list(words[: len(REQUIRED_SPECIALS)]) != list(REQUIRED_SPECIALS):
+            raise ValueError(f"vocabulary must start with {REQUIRED_SPECIALS}")
         if len(set(words)) != len(words):
             raise ValueError("vocabulary has duplicate words")
         self.words = list(words)
         self.index = {word: i for i, word in enumerate(self.words)}
         self.unk_id = self.index[UNK]
-        self.eos_id = self.index[EOS]
+        self.line_break_id = self.index[LINE_BREAK]
+        self.end_id: int | None = self.index.get(END_OF_TEXT)
+        self.special_ids = [self.index[word] for word in SPECIALS if word in self.index]  # never offered as words
 
     @classmethod
     def build(cls, tokens: Iterable[str], min_freq: int = 1, max_size: int | None = None) -> Vocabulary:

@@ -3,8 +3,12 @@
 Inputs of different lengths share one batch by right-padding: a recurrent
 model's output at step t depends only on steps <= t, so reading each row's
 output at its own last real step gives exactly the answer it would get alone.
-Every text starts with ``<eos>``, the token that precedes a new line in
-training, so an empty prefix asks for the first word of a text.
+Every text starts with ``<eos>``, the line break, so an empty prefix asks
+for the first word of a line. A line break is text: prompts keep theirs,
+``/generate`` emits and continues through them, and ``/predict_next`` reports
+the probability of one in its own field. A text ends (``finish_reason: "eos"``)
+only where the model chooses ``<eot>``, which training puts at the end of
+each corpus text, not of each line (``training.data``).
 
 Generation is split into steps so that a scheduler (``service.scheduler``)
 can add and retire rows between any two of them::
@@ -33,6 +37,7 @@ from models.bundle import ModelBundle, load_bundle
 from models.completion import PrefixIndex
 from models.device import pick_dtype
 from models.scoring import compile_scorer
+from models.word_search import WordSearch, fragment_of, phase_after
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.schemas import GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
 from service.settings import SETTINGS
@@ -43,7 +48,7 @@ NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])
 
 @dataclass
 class Encoded:
-    """A text as ids, with ``<eos>`` first."""
+    """A text as ids, with the line break ``<eos>`` first."""
 
     ids: list[int]
     tokens: int  # without the leading <eos>
@@ -99,20 +104,22 @@ class Predictor:
         self.tokenizer = bundle.tokenizer
         self.device = device
         self.cache = cache
-        self.banned_ids = frozenset((self.vocab.unk_id, self.vocab.eos_id))  # never offered to clients
+        self.banned_ids = frozenset(self.vocab.special_ids)  # never offered to clients as words
         self.max_words = len(self.vocab) - len(self.banned_ids)
         self.unk_mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)  # (V,) True at <unk>
         self.unk_mask[self.vocab.unk_id] = True
         self.scorer = compile_scorer(self.model)
         self.words = PrefixIndex(self.vocab)
         self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
+        # A character-level model finds next words by a search over characters.
+        self.word_search = WordSearch(self.model, self.vocab) if self.tokenizer.characters else None
 
     def encode(self, text: str) -> Encoded:
         return self._encode_tokens(self.tokenizer.tokenize(text))
 
     def _encode_tokens(self, tokens: list[str]) -> Encoded:
         ids = self.vocab.encode(tokens)
-        return Encoded([self.vocab.eos_id, *ids], len(ids), sum(i == self.vocab.unk_id for i in ids))
+        return Encoded([self.vocab.line_break_id, *ids], len(ids), sum(i == self.vocab.unk_id for i in ids))
 
     def _split_fragment(self, item: NextWordInput) -> tuple[Encoded, str | None]:
         """The text to score, and the partly typed word at its end when the input asks to complete one."""
@@ -123,6 +130,8 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_next(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
+        if self.word_search is not None:
+            return self._predict_next_by_characters(inputs, self.word_search)
         split = [self._split_fragment(item) for item in inputs]
         rows = [encoded.ids for encoded, _ in split]
         spans = [self.words.span(fragment) if fragment is not None else None for _, fragment in split]
@@ -130,15 +139,20 @@ class Predictor:
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
         tokens, lengths, state, hidden = self._resume(rows)
         completions = self._span_tensors(spans) if any(span is not None for span in spans) else ()
-        top_probs, top_ids, kept, hidden, state = self.scorer.top_words(tokens, lengths, state, hidden, k, *completions)
+        top_probs, top_ids, kept, line_break, hidden, state = self.scorer.top_words(
+            tokens, lengths, state, hidden, k, self.vocab.line_break_id, *completions
+        )
         if self.cache is not None:
             self.cache.store(rows, state, hidden)
         out = []
-        rows_out = zip(inputs, split, spans, top_ids.tolist(), top_probs.tolist(), kept.tolist(), strict=True)
-        for item, (encoded, fragment), span, ids, probs, mass in rows_out:
+        rows_out = zip(
+            inputs, split, spans, top_ids.tolist(), top_probs.tolist(), kept.tolist(), line_break.tolist(), strict=True
+        )
+        for item, (encoded, fragment), span, ids, probs, mass, line_break_probability in rows_out:
             answer = {"tokens": encoded.tokens, "unknown": encoded.unknown}
             if span is None:
                 words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids]
+                answer["line_break_probability"] = line_break_probability
             else:
                 low, high = span
                 place = self.words.place_of
@@ -149,6 +163,32 @@ class Predictor:
         # Plain dicts turned into models by one pydantic-core call: a third of the
         # time of model_construct per row, and this runs on the model thread,
         # whose every Python microsecond is taken from the event loop's GIL time.
+        return NEXT_WORD_OUTPUTS.validate_python(out)
+
+    def _predict_next_by_characters(self, inputs: list[NextWordInput], search: WordSearch) -> list[NextWordOutput]:
+        """A character-level model's next words: the fragment being completed is simply part of the text."""
+        encoded = [self.encode(item.text) for item in inputs]
+        rows = [e.ids for e in encoded]
+        hidden, state = self.scorer.prefill(*self._resume(rows))
+        if self.cache is not None:
+            self.cache.store(rows, state, hidden)
+        fragments = [
+            fragment_of(item.text) if item.complete and item.text and not item.text[-1].isspace() else ""
+            for item in inputs
+        ]
+        phases = [phase_after(item.text, bool(fragment)) for item, fragment in zip(inputs, fragments, strict=True)]
+        words, line_break = search.next_words(hidden, state, phases, max(item.top_k for item in inputs))
+        out = []
+        for item, e, fragment, found, p_line_break in zip(
+            inputs, encoded, fragments, words, line_break.tolist(), strict=True
+        ):
+            answer: dict = {"tokens": e.tokens, "unknown": e.unknown}
+            if fragment:
+                answer["fragment"] = fragment
+            else:
+                answer["line_break_probability"] = p_line_break
+            answer["predictions"] = [{"word": fragment + w, "probability": p} for w, p in found[: item.top_k]]
+            out.append(answer)
         return NEXT_WORD_OUTPUTS.validate_python(out)
 
     def _span_tensors(self, spans: list[tuple[int, int] | None]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -187,7 +227,7 @@ class Predictor:
         """Choose one token for every row; finished rows leave the batch.
 
         Returns each row with its new token id, or None when the row ended
-        the text (``<eos>`` is not part of the output).
+        the text (``<eot>`` is not part of the output).
         """
         logits = self.model.decode(batch.hidden).float().masked_fill(self.unk_mask, float("-inf"))  # (A, V)
         uniforms = draw_uniforms([row.generator for row in batch.rows], self.device)
@@ -220,7 +260,7 @@ class Predictor:
         return [self.output(row) for row in rows]
 
     def _append(self, row: Row, token: int) -> int | None:
-        if token == self.vocab.eos_id:
+        if token == self.vocab.end_id:
             row.finish_reason = "eos"
             return None
         row.ids.append(token)
@@ -243,7 +283,7 @@ class Predictor:
             state, hidden = self.cache.load([slot for _, slot in found])
         lengths = [len(r) for r in rest]
         width = max(lengths)
-        pad = self.vocab.eos_id  # any id: nothing reads the padded positions
+        pad = self.vocab.unk_id  # any id: nothing reads the padded positions
         tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rest], dtype=torch.long).reshape(len(rows), width)
         return tokens.to(self.device), torch.tensor(lengths, device=self.device), state, hidden
 

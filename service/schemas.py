@@ -56,7 +56,9 @@ class NextWordInput(_Strict):
             "answer the vocabulary words that start with it (as the model's tokenizer reads it, so "
             "case-insensitively for a lower-casing model), ranked by the model's probability after the "
             "text before it, with probabilities renormalized over those words. "
-            "`fragment`, `matching_words` and `matching_probability` say what was completed."
+            "`fragment`, `matching_words` and `matching_probability` say what was completed. "
+            "A character-level model extends the fragment (its trailing letters, digits and apostrophes) "
+            "character by character instead, and has no vocabulary of words to count."
         ),
         examples=[True],
     )
@@ -65,7 +67,13 @@ class NextWordInput(_Strict):
 
 
 class WordProbability(BaseModel):
-    word: str = Field(description="A vocabulary word (never <unk> or <eos>).", examples=["east"])
+    word: str = Field(
+        description=(
+            "A vocabulary word (never <unk>, a line break or the end of a text); for a character-level "
+            "model, a run of letters, digits and apostrophes, or one punctuation mark."
+        ),
+        examples=["east"],
+    )
     probability: float = Field(
         description=(
             "The model's probability that this word comes next; when completing a word, "
@@ -77,7 +85,12 @@ class WordProbability(BaseModel):
 
 class NextWordOutput(BaseModel):
     predictions: list[WordProbability] = Field(description="Most likely next words, most probable first.")
-    tokens: int = Field(description="Tokens in the prefix (before the fragment, when completing).", examples=[5])
+    tokens: int = Field(
+        description=(
+            "Tokens in the prefix (before the fragment, when completing); characters for a character-level model."
+        ),
+        examples=[5],
+    )
     unknown: int = Field(description="Prefix tokens outside the vocabulary (read as <unk>).", examples=[0])
     fragment: str | None = Field(
         default=None,
@@ -86,30 +99,45 @@ class NextWordOutput(BaseModel):
     )
     matching_words: int | None = Field(
         default=None,
-        description="How many vocabulary words start with the fragment; 0 (and no predictions) when none does.",
+        description=(
+            "How many vocabulary words start with the fragment; 0 (and no predictions) when none does; "
+            "null for a character-level model."
+        ),
         examples=[57],
+    )
+    line_break_probability: float | None = Field(
+        default=None,
+        description=(
+            "The model's probability that a line break comes next (line breaks are never among the predictions); "
+            "null when completing a word."
+        ),
+        examples=[0.02],
     )
     matching_probability: float | None = Field(
         default=None,
-        description="The model's total probability of the words that start with the fragment.",
+        description=(
+            "The model's total probability of the words that start with the fragment; null for a character-level model."
+        ),
         examples=[0.031],
     )
 
 
 # A character that every regex dialect (ECMAScript's in schema tools, Rust's in pydantic,
-# Python's in the tokenizer) counts as no white space. The tokenizer makes a token of
-# every such character, so a stop string that has one has a token.
-NOT_WHITE_SPACE = (
+# Python's in the tokenizer) counts as no white space, or a line break (those of
+# str.splitlines). The tokenizer makes a token of every such character, so a stop
+# string that has one has a token.
+HAS_A_TOKEN = (
     "[^\\u0009-\\u000d\\u0020\\u001c-\\u001f\\u0085\\u00a0\\u1680"
     "\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
+    "|[\\u000a-\\u000d\\u001c-\\u001e\\u0085\\u2028\\u2029]"
 )
 StopString = Annotated[
     str,
     Field(
         min_length=1,
         max_length=MAX_STOP_CHARS,
-        pattern=NOT_WHITE_SPACE,
-        description="Has a character other than white space.",
+        pattern=HAS_A_TOKEN,
+        description="Has a character other than white space, or a line break.",
     ),
 ]
 
@@ -158,7 +186,10 @@ class GenerateInput(_Strict):
     stop: list[StopString] = Field(
         default_factory=list,
         max_length=MAX_STOP_STRINGS,
-        description="Stop after generating any of these strings (matched as whole tokens; included in the output).",
+        description=(
+            "Stop after generating any of these strings (matched as whole tokens; included in the output). "
+            'A line break is a token: `["\\n"]` stops at the end of the line.'
+        ),
         examples=[["."]],
     )
 
@@ -166,10 +197,16 @@ class GenerateInput(_Strict):
 
 
 class GenerateOutput(BaseModel):
-    text: str = Field(description="The generated continuation, detokenized.", examples=["rises in the east."])
+    text: str = Field(
+        description="The generated continuation, detokenized; line breaks are part of it.",
+        examples=["rises in the east."],
+    )
     tokens: list[str] = Field(description="The generated tokens.", examples=[["rises", "in", "the", "east", "."]])
     finish_reason: Literal["length", "stop", "eos"] = Field(
-        description="length: max_new_tokens reached; stop: a stop string was generated; eos: the model ended the text.",
+        description=(
+            "length: max_new_tokens reached; stop: a stop string was generated; eos: the model ended the text "
+            "(at the end of a whole text, never at a line break)."
+        ),
         examples=["stop"],
     )
     prompt_tokens: int = Field(description="Tokens in the prompt.", examples=[2])

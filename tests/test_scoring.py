@@ -11,7 +11,7 @@ TEXTS = ["the first of the", "in", "he was born in the city of"]
 
 
 def rows_of(bundle, texts: list[str]) -> list[list[int]]:
-    return [[bundle.vocab.eos_id, *bundle.vocab.encode(bundle.tokenizer.tokenize(t))] for t in texts]
+    return [[bundle.vocab.line_break_id, *bundle.vocab.encode(bundle.tokenizer.tokenize(t))] for t in texts]
 
 
 def padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,12 +27,13 @@ def test_top_words_match_the_model_row_by_row(tiny_model_tag: str, dtype: torch.
     tokens, lengths = padded(rows)  # right-padded with <unk>
     state = bundle.model.zero_state(3)
     with torch.inference_mode():
-        probs, ids, mass, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], 7)
+        probs, ids, mass, line_break, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], 7, 1)
         assert probs.shape == ids.shape == (3, 7) and mass.tolist() == [1.0, 1.0, 1.0]
-        for row, (p, i) in zip(rows, zip(probs, ids, strict=True), strict=True):
+        for row, p, i, p_line_break in zip(rows, probs, ids, line_break, strict=True):
             logits, _ = bundle.model(torch.tensor([row]), bundle.model.zero_state(1))
             alone = logits[0, -1].float().softmax(-1)
             expected_p, expected_i = alone.topk(7)
+            line_break_alone = alone[1]  # the line break's id
             if dtype == torch.bfloat16:
                 # bfloat16 keeps 8 bits of mantissa, and one token a step hands the state on
                 # rounded to it (one fused call keeps more inside): a few % on a probability.
@@ -40,6 +41,7 @@ def test_top_words_match_the_model_row_by_row(tiny_model_tag: str, dtype: torch.
                 assert i[:2].tolist() == expected_i[:2].tolist()
                 continue
             torch.testing.assert_close(p, expected_p, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(p_line_break, line_break_alone, rtol=1e-5, atol=1e-7)
             assert i.tolist() == expected_i.tolist()
             assert p[0] > p[-1] > 0
 
@@ -74,9 +76,9 @@ def test_a_span_keeps_only_its_words_renormalized_and_leaves_other_rows_bit_for_
     assert high - low > 1
     sorted_ids = torch.tensor(index.sorted_ids)
     with torch.inference_mode():
-        plain_p, plain_i, _, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k)
+        plain_p, plain_i, _, _, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k, 1)
         spans = torch.tensor([1, 2]), torch.tensor([low, 0]), torch.tensor([high, 0])  # rows 1 and 2 complete
-        p, i, mass, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k, sorted_ids, *spans)
+        p, i, mass, _, _, _ = scorer.top_words(tokens, lengths, state, state[0, 0], k, 1, sorted_ids, *spans)
     assert torch.equal(p[0], plain_p[0]) and torch.equal(i[0], plain_i[0]) and mass[0] == 1.0
     # Row 1 keeps the words starting with "th", in the plain order, each divided by their total.
     place = index.place_of

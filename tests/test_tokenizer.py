@@ -1,4 +1,8 @@
+import re
+
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from models.tokenizer import Tokenizer, TokenizerSettings
 
@@ -52,3 +56,85 @@ def test_corpus_forms_join_back() -> None:
 def test_lowercase_is_a_setting() -> None:
     assert Tokenizer(TokenizerSettings(lowercase=True)).tokenize("The Sun") == ["the", "sun"]
     assert tok.tokenize("The Sun") == ["The", "Sun"]
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("ROMEO:\nBut soft", ["ROMEO", ":", "<eos>", "But", "soft"]),
+        ("one\r\ntwo\n\nthree\n", ["one", "<eos>", "two", "<eos>", "<eos>", "three", "<eos>"]),
+        ("'Tis o'er, ma'am", ["'Tis", "o'er", ",", "ma'am"]),
+        ("upon's how'd they'd've", ["upon", "'s", "how", "'d", "they", "'d", "'ve"]),
+        ("the players' union", ["the", "players", "'", "union"]),
+        ("l'homme qu’il", ["l'homme", "qu’il"]),
+        ("a <eos> typed", ["a", "<", "eos", ">", "typed"]),
+    ],
+)
+def test_line_breaks_and_apostrophes(text: str, tokens: list[str]) -> None:
+    assert tok.tokenize(text) == tokens
+
+
+def test_a_play_round_trips() -> None:
+    play = (
+        "ROMEO:\n'Tis but thy name that is my enemy;\n\n"
+        "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\nHow'd ye come o'er?"
+    )
+    assert tok.detokenize(tok.tokenize(play)) == play
+
+
+# Ordinary text, as people write it: words (with in-word apostrophes, clitics,
+# hyphens, numbers), punctuation attached to the word before, brackets and
+# double quotes around words, single spaces, line breaks between sentences.
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZéüßøçñ"
+_plain_word = st.text(_LETTERS, min_size=1, max_size=8)
+_word = st.one_of(
+    _plain_word,
+    _plain_word.map(lambda w: w + "'s"),
+    _plain_word.map(lambda w: w + "n't"),
+    st.tuples(_plain_word, _plain_word).map("'".join),  # o'er
+    # 'tis; a clitic after a space is WikiText's form ("don 't") and is glued back.
+    _plain_word.filter(lambda w: w.lower() not in {"s", "t", "ve", "re", "m", "ll", "d"}).map(lambda w: "'" + w),
+    st.tuples(_plain_word, _plain_word).map("-".join),
+    st.integers(0, 10**7).map(lambda n: f"{n:,}"),
+    st.tuples(st.integers(0, 999), st.integers(0, 99)).map(lambda p: f"{p[0]}.{p[1]}"),
+)
+_phrase = st.lists(_word, min_size=1, max_size=4).map(" ".join)
+_piece = st.one_of(
+    _phrase,
+    _phrase.map(lambda p: f"({p})"),
+    _phrase.map(lambda p: f'"{p}"'),
+    st.tuples(_phrase, st.sampled_from([".", ",", ";", ":", "!", "?", "%", "..."])).map("".join),
+)
+_line = st.lists(_piece, min_size=1, max_size=6).map(" ".join)
+ordinary_text = st.lists(st.one_of(_line, st.just("")), min_size=1, max_size=4).map("\n".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ordinary_text, st.data())
+def test_ordinary_text_round_trips_up_to_white_space_runs(text: str, data: st.DataObject) -> None:
+    assert tok.detokenize(tok.tokenize(text)) == text
+    # Runs of white space instead of single spaces, and spaces around line breaks, change nothing.
+    runs = st.sampled_from([" ", "  ", "\t", " \t "])
+    spaced = "".join(c if c != " " else data.draw(runs) for c in text).replace("\n", data.draw(runs) + "\n")
+    assert tok.detokenize(tok.tokenize(spaced)) == text
+
+
+LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_text_keeps_its_characters_and_line_breaks(text: str) -> None:
+    """Any string (bar corpus-form markers such as ``@-@``): only white space between tokens may change."""
+    assume("@" not in text)
+    back = tok.detokenize(tok.tokenize(text))
+    assert re.sub(r"\s", "", back) == re.sub(r"\s", "", text)
+    assert back.count("\n") == len(LINE_BREAKS.findall(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_characters_round_trip_exactly_but_line_breaks(text: str) -> None:
+    chars = Tokenizer(TokenizerSettings(level="char"))
+    assert chars.detokenize(chars.tokenize(text)) == LINE_BREAKS.sub("\n", text)
+    assert chars.tokenize("Hi\r\nyo") == ["H", "i", "<eos>", "y", "o"]

@@ -2,8 +2,9 @@
 
 ``--corpus`` is either a directory with ``train.txt``, ``valid.txt`` and
 ``test.txt`` (the WikiText layout) or one UTF-8 text file, split by lines into
-80% train, 10% valid and 10% test, in file order, so the split is always the
-same for the same file.
+80% train, 10% valid and 10% test of its non-empty lines, in file order, so
+the split is always the same for the same file. Blank lines are text too
+(they part a play's speeches): they stay where they are.
 """
 
 from __future__ import annotations
@@ -68,15 +69,17 @@ def _read_text(path: Path) -> str:
 
 
 def _split_lines(lines: list[str], path: Path) -> dict[str, list[str]]:
-    lines = [line for line in lines if line.strip()]
-    if len(lines) < MIN_LINES_TO_SPLIT:
+    non_empty = [i for i, line in enumerate(lines) if line.strip()]  # where each non-empty line is
+    if len(non_empty) < MIN_LINES_TO_SPLIT:
         raise CorpusError(
-            f"corpus too small: {path} has {len(lines)} non-empty lines, need at least {MIN_LINES_TO_SPLIT} to split"
+            f"corpus too small: {path} has {len(non_empty)} non-empty lines, "
+            f"need at least {MIN_LINES_TO_SPLIT} to split"
         )
-    n_train = int(len(lines) * 0.8)
-    n_valid = int(len(lines) * 0.1)
+    # Cut before the first non-empty line of valid and of test; trailing blank lines go nowhere.
+    valid_start = non_empty[int(len(non_empty) * 0.8)]
+    test_start = non_empty[int(len(non_empty) * 0.8) + int(len(non_empty) * 0.1)]
     return {
-        "train": lines[:n_train],
-        "valid": lines[n_train : n_train + n_valid],
-        "test": lines[n_train + n_valid :],
+        "train": lines[:valid_start],
+        "valid": lines[valid_start:test_start],
+        "test": lines[test_start : non_empty[-1] + 1],
     }

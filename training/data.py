@@ -1,6 +1,8 @@
 """Token streams and truncated-BPTT batches.
 
-The corpus becomes one contiguous stream of ids (``<eos>`` after every line),
+The corpus becomes one contiguous stream of ids (``<eos>``, the line break,
+after every line, and ``<eot>`` after a split's last line: each corpus file, or
+each split of one, is one text),
 cut into ``batch_size`` rows that are read left to right in windows of
 ``bptt`` steps; the recurrent state of row b carries over from one window to
 the next because the next window continues the same text::
@@ -22,7 +24,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from models.tokenizer import EOS, Tokenizer
+from models.tokenizer import END_OF_TEXT, LINE_BREAK, Tokenizer
 from models.vocab import Vocabulary
 
 # Evaluation reads a split as EVAL_BATCH_SIZE rows in windows of EVAL_BPTT, the state
@@ -31,11 +33,22 @@ EVAL_BATCH_SIZE = 10
 EVAL_BPTT = 35
 
 
+_WORDS = Tokenizer()
+
+
 def line_tokens(lines: list[str], tokenizer: Tokenizer) -> Iterator[str]:
-    """Tokens of every line, each line closed by ``<eos>``."""
+    """Tokens of every line, each line closed by ``<eos>``, the text closed by ``<eot>``.
+
+    A character-level tokenizer reads each line as people type it: the word
+    tokenizer's round trip turns corpus forms (``don 't``, ``1 @,@ 000``) into
+    ``don't`` and ``1,000`` and leaves ordinary text as it is.
+    """
     for line in lines:
+        if tokenizer.characters:
+            line = _WORDS.detokenize(_WORDS.tokenize(line))
         yield from tokenizer.tokenize(line)
-        yield EOS
+        yield LINE_BREAK
+    yield END_OF_TEXT
 
 
 def encode_stream(lines: list[str], tokenizer: Tokenizer, vocab: Vocabulary) -> Tensor:

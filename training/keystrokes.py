@@ -4,12 +4,12 @@ The protocol (the standard measure of word-prediction systems, with the
 service's own suggestions):
 
 - The user types the test split word by word, each word (every token but
-  ``<eos>``) letter by letter, followed by one separator keystroke. Without
+  the specials: line breaks and the end of the text) letter by letter, followed by one separator keystroke. Without
   suggestions a word of n characters costs n + 1 keystrokes.
 - Before each letter, after j = 0, 1, ..., n - 1 typed letters, the user sees
   the top 3 suggestions the service would show: the next words when j = 0
   (``/predict_next``), the words that start with the j typed letters when
-  j > 0 (``"complete": true``); ``<unk>`` and ``<eos>`` are never suggested.
+  j > 0 (``"complete": true``); the specials are never suggested.
   When the intended word is among them, one keystroke accepts it with its
   separator: the word costs j + 1. A word never suggested costs n + 1.
 - Keystroke savings rate = 1 - (keystrokes with suggestions) / (without).
@@ -70,7 +70,7 @@ class _PrefixSpans:
         self.places = index.places.to(device)  # (V,) each id's place in sorted order
         self.low, self.high = torch.tensor(low, device=device), torch.tensor(high, device=device)  # (V, J)
         self.length = torch.tensor([len(w) for w in vocab.words], device=device)  # (V,)
-        self.specials = torch.tensor([vocab.unk_id, vocab.eos_id], device=device)
+        self.specials = torch.tensor(vocab.special_ids, device=device)
         self.typable = torch.ones(len(vocab), dtype=torch.bool, device=device)  # (V,)
         self.typable[self.specials] = False
 
