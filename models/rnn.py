@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from models.adaptive_softmax import AdaptiveInput, AdaptiveSoftmax
+
 ARCHITECTURES = ("rnn", "lstm", "gru")
 
 
@@ -35,6 +37,9 @@ class ModelConfig:
     num_layers: int = 2
     dropout: float = 0.2
     tie_weights: bool = True
+    # Empty: a full (H, V) decoder. Else models.adaptive_softmax with these cluster edges
+    # (tied: with the adaptive input embedding of the same module).
+    softmax_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -42,6 +47,7 @@ class ModelConfig:
         if self.tie_weights and self.embedding_dim != self.hidden_size:
             # Tying shares the (V, E) embedding with the (V, H) decoder.
             raise ValueError("tie_weights needs embedding_dim == hidden_size")
+        object.__setattr__(self, "softmax_cutoffs", tuple(self.softmax_cutoffs))  # a list when read from JSON
 
     @property
     def state_slots(self) -> int:
@@ -92,22 +98,27 @@ class RecurrentLM(nn.Module):
         self.state_slots = config.state_slots
         self.num_layers = config.num_layers
         self.hidden_size = config.hidden_size
-        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        # Empty; it follows the model's .to(dtype / device), so zero_state need not know which weights exist.
+        self.register_buffer("dtype_and_device", torch.zeros(0), persistent=False)
+        self.embedding: nn.Module = nn.Embedding(config.vocab_size, config.embedding_dim)
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         self.dropout = nn.Dropout(config.dropout)
         inner_dropout = config.dropout if config.num_layers > 1 else 0.0
         self.core = _CORES[config.architecture](
             config.embedding_dim, config.hidden_size, config.num_layers, inner_dropout
         )
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        if config.tie_weights:
+        self.decoder: nn.Module
+        if config.softmax_cutoffs:
+            self.decoder = AdaptiveSoftmax(config.hidden_size, config.vocab_size, list(config.softmax_cutoffs))
+            if config.tie_weights:
+                self.embedding = AdaptiveInput(self.decoder)
+        else:
+            self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+            nn.init.zeros_(self.decoder.bias)
+        if config.tie_weights and not config.softmax_cutoffs:
             # Press & Wolf 2016, Inan et al. 2016: sharing input and output embeddings
             # lowers perplexity and saves V*H parameters.
             self.decoder.weight = self.embedding.weight
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
 
     def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         hidden, state = self.encode(tokens, state)
@@ -121,13 +132,25 @@ class RecurrentLM(nn.Module):
 
     @torch.jit.export
     def decode(self, hidden: Tensor) -> Tensor:
-        """(..., H) top-layer outputs -> (..., V) next-word logits."""
+        """(..., H) top-layer outputs -> (..., V) next-word logits (log-probabilities when adaptive)."""
         return self.decoder(self.dropout(hidden))
+
+    def loss(self, tokens: Tensor, targets: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy of (B, T) next-token targets, for training, and the new state.
+
+        The same as cross-entropy over ``forward``'s logits, but an adaptive
+        softmax scores each position only in its target's cluster.
+        """
+        hidden, state = self.encode(tokens, state)
+        hidden = self.dropout(hidden).reshape(-1, self.hidden_size)  # (B*T, H)
+        if isinstance(self.decoder, AdaptiveSoftmax):
+            return self.decoder.loss(hidden, targets.reshape(-1)), state
+        return nn.functional.cross_entropy(self.decoder(hidden), targets.reshape(-1)), state
 
     @torch.jit.export
     def zero_state(self, batch_size: int) -> Tensor:
         """The initial state (S, L, B, H) on the model's device."""
-        weight = self.embedding.weight
+        weight = self.dtype_and_device
         return torch.zeros(
             self.state_slots,
             self.num_layers,

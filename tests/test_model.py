@@ -74,3 +74,50 @@ def test_untied_weights_allow_different_sizes() -> None:
     assert logits.shape == (1, 2, 30)
     with pytest.raises(ValueError, match="tie_weights"):
         ModelConfig(vocab_size=30, embedding_dim=8, hidden_size=12, tie_weights=True)
+
+
+def test_adaptive_softmax_is_a_softmax_and_its_loss_is_cross_entropy(slice_rows) -> None:
+    rows, vocab_size = slice_rows
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=vocab_size,
+        embedding_dim=16,
+        hidden_size=16,
+        dropout=0.0,
+        tie_weights=False,
+        softmax_cutoffs=(50, 200),
+    )
+    model = RecurrentLM(config).eval()
+    inputs, targets = next(bptt_windows(rows, 20))
+    logits, _ = model(inputs, model.zero_state(rows.size(0)))
+    torch.testing.assert_close(logits.exp().sum(-1), torch.ones(logits.shape[:-1]))  # log-probabilities
+    loss, _ = model.loss(inputs, targets, model.zero_state(rows.size(0)))
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab_size), targets.reshape(-1))
+    torch.testing.assert_close(loss, expected)
+    assert check_scripted(model, script_model(model), inputs) < 1e-5
+    # Cutoffs past a small vocabulary leave a plain softmax.
+    small = RecurrentLM(ModelConfig(vocab_size=20, embedding_dim=8, hidden_size=8, softmax_cutoffs=(50,)))
+    assert len(small.decoder.tails) == 0 and small(inputs % 20, small.zero_state(rows.size(0)))[0].shape[-1] == 20
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_adaptive_input_is_tied_to_the_softmax(tie: bool, slice_rows) -> None:
+    rows, vocab_size = slice_rows
+    config = ModelConfig(
+        vocab_size=vocab_size, embedding_dim=16, hidden_size=16, tie_weights=tie, softmax_cutoffs=(50, 200)
+    )
+    model = RecurrentLM(config).eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    assert (parameters < 16 * vocab_size) == tie  # tied: no (V, H) embedding of its own
+    inputs, _ = next(bptt_windows(rows, 20))
+    assert check_scripted(model, script_model(model), inputs) < 1e-5
+    if tie:
+        embedded = model.embedding(inputs)  # (B, T, H)
+        word = int(inputs.reshape(-1)[(inputs.reshape(-1) >= 200)][0])  # a word of the second cluster
+        cluster = model.decoder.tails[1]
+        expected = cluster.weight[word - 200] @ cluster.projection
+        torch.testing.assert_close(embedded.reshape(-1, 16)[(inputs.reshape(-1) == word)][0], expected)
+        head_word = int(inputs[0, 0]) if int(inputs[0, 0]) < 50 else 5
+        torch.testing.assert_close(
+            model.embedding(torch.tensor([[head_word]]))[0, 0], model.decoder.head.weight[head_word]
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,3 +48,11 @@ def test_cli_options_map_to_config() -> None:
     assert (config.architecture, config.hidden_size, config.tie_weights, config.min_freq) == ("gru", 64, False, 2)
     with pytest.raises(SystemExit):
         parse_args(["--dropout", "1.5"])
+
+
+def test_the_budget_stops_inside_an_epoch(corpus, capsys) -> None:
+    outcome = train(replace(SMALL, epochs=5, max_minutes=0.5 / 60, hidden_size=256, max_vocab=3000), corpus)
+    out = capsys.readouterr().out
+    assert outcome.epochs_run == 1 and "the budget stopped epoch 1 after" in out
+    done, total = re.search(r"stopped epoch 1 after ([\d,]+) of ([\d,]+) batches", out).groups()
+    assert int(done.replace(",", "")) < int(total.replace(",", ""))
