@@ -17,10 +17,12 @@ LOAD_USERS  ?= 32
 LOAD_TIME   ?= 30s
 SOAK_MINUTES ?= 10
 REPORTS     ?= reports
+CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --no-tie-weights \
+               --bptt 100 --batch-size 32 --optimizer adam --lr 2e-3
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train model serve test bench bench-peers bench-engine soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve bench-words test bench bench-peers bench-engine soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -36,6 +38,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 train: install ## Train the default model on CORPUS and save it to the BentoML store
 	$(BIN)/python -m training.train --corpus $(CORPUS) --model-name $(MODEL_NAME) $(TRAIN_ARGS)
+
+train-char: install ## Train the character-level model (MODEL_NAME-char) on CORPUS; serve it with MODEL=MODEL_NAME-char:latest
+	$(BIN)/python -m training.train --corpus $(CORPUS) --model-name $(MODEL_NAME)-char $(CHAR_ARGS) $(TRAIN_ARGS)
 
 model: install ## Train the default model only if the store has no MODEL_NAME yet
 	@$(BIN)/bentoml models get $(MODEL) >/dev/null 2>&1 \
@@ -58,6 +63,9 @@ bench: model ## Benchmark in process and over HTTP, the generation engine, the p
 bench-peers: model ## The service against LitServe and plain FastAPI on the same model, interleaved; table and plot
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.peers_run --model $(MODEL)
+
+bench-words: install ## Word-level top-1/top-5 of /predict_next, the word model against the character model
+	$(BIN)/python -m bench.next_word_accuracy $(MODEL) $(MODEL_NAME)-char:latest
 
 bench-engine: model ## Benchmark the generation engine only: batching policies, state cache, streaming, overload
 	$(BIN)/python -m bench.engine --model $(MODEL)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from models.tokenizer import Detokenizer
 from service.inference import Predictor
 from service.scheduler import Job
 
@@ -33,7 +32,7 @@ def event(payload: dict) -> str:
 
 async def sse_events(job: Job, predictor: Predictor) -> AsyncIterator[str]:
     """The job's tokens as SSE events, then one final event; frees the row however the stream ends."""
-    joiner = Detokenizer()
+    joiner = predictor.tokenizer.detokenizer()
     words = predictor.vocab.words
     try:
         async for _row, token in job.tokens():

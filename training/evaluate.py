@@ -41,6 +41,11 @@ class EvalResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def bits_per_token(self) -> float:
+        """Bits per character, for a character-level model."""
+        return self.loss / math.log(2)
+
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, stream: Tensor, device: torch.device) -> EvalResult:
@@ -81,12 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stream = encode_stream(corpus.test, bundle.tokenizer, bundle.vocab)
     result = evaluate(bundle.model, stream, device)
-    print(format_result(f"{bundle.tag} ({precision_name(bundle.dtype)})", result))
-    print(format_typing(simulate_typing(bundle.model, stream, bundle.vocab, device)))
+    print(format_result(f"{bundle.tag} ({precision_name(bundle.dtype)})", result, bundle.tokenizer.characters))
+    if not bundle.tokenizer.characters:  # keystrokes are counted over a word vocabulary
+        print(format_typing(simulate_typing(bundle.model, stream, bundle.vocab, device)))
     return 0
 
 
-def format_result(name: str, result: EvalResult) -> str:
+def format_result(name: str, result: EvalResult, characters: bool = False) -> str:
+    if characters:
+        return (
+            f"{name}: test bits per character {result.bits_per_token:.3f} (perplexity {result.perplexity:.2f}), "
+            f"top-1 accuracy {result.top1_accuracy:.1%}, top-5 accuracy {result.top5_accuracy:.1%} "
+            f"over {result.tokens:,} characters"
+        )
     return (
         f"{name}: test perplexity {result.perplexity:.1f}, top-1 accuracy {result.top1_accuracy:.1%}, "
         f"top-5 accuracy {result.top5_accuracy:.1%} over {result.tokens:,} tokens"

@@ -1,14 +1,17 @@
-"""Train a word-level RNN/LSTM/GRU language model and save it to the BentoML store.
+"""Train a word- or character-level RNN/LSTM/GRU language model and save it to the BentoML store.
 
 Usage::
 
     python -m training.train --corpus ../shared/data/wikitext-2 --architecture lstm
+    python -m training.train --level char --hidden-size 512 --bptt 100 --optimizer adam --lr 2e-3
     python -m training.train --help
 
 Truncated backpropagation through time over the contiguous token stream (see
 training.data), gradient clipping, validation perplexity after every epoch,
 the best epoch's weights kept, the learning rate cut when validation stops
-improving, early stopping and a wall-clock budget. The best model is then
+improving, early stopping and a wall-clock budget, checked after every batch
+with the validation that follows counted in it, so ``--max-minutes N`` means
+N minutes of training and validation. The best model is then
 evaluated on the test split, compiled with TorchScript and saved; the command
 prints the new tag.
 """
@@ -29,7 +32,7 @@ from tqdm import tqdm
 
 from models.device import DEVICE_CHOICES, pick_device
 from models.rnn import ARCHITECTURES, ModelConfig, RecurrentLM, count_parameters
-from models.tokenizer import Tokenizer, TokenizerSettings
+from models.tokenizer import LEVELS, Tokenizer, TokenizerSettings
 from models.vocab import Vocabulary
 from training.corpus import Corpus, CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream, line_tokens
@@ -38,6 +41,8 @@ from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
 from training.keystrokes import TypingResult, format_typing, simulate_typing
 
+VALIDATION_SAMPLE_TOKENS = 2_000
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -45,11 +50,13 @@ class TrainConfig:
 
     corpus: str = "auto"  # the shared WikiText-2, else a verified download (training.download)
     model_name: str = "nextword"
+    level: str = "word"  # or "char": the same model over characters
     architecture: str = "lstm"
     hidden_size: int = 200
     num_layers: int = 2
     dropout: float = 0.3
     tie_weights: bool = True
+    softmax_cutoffs: tuple[int, ...] = ()  # empty: a full softmax
     min_freq: int = 1
     max_vocab: int | None = None
     lowercase: bool = False
@@ -73,7 +80,7 @@ class TrainOutcome:
     model_config: ModelConfig
     valid: EvalResult
     test: EvalResult
-    typing: TypingResult
+    typing: TypingResult | None  # keystroke savings, for a word-level model
     epochs_run: int
     train_seconds: float
     train_tokens: int
@@ -83,7 +90,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     """Fit a model on ``corpus`` and return the best epoch's weights with its scores."""
     seed_everything(config.seed)
     device = pick_device(config.device)
-    tokenizer_settings = TokenizerSettings(lowercase=config.lowercase)
+    tokenizer_settings = TokenizerSettings(lowercase=config.lowercase, level=config.level)
     tokenizer = Tokenizer(tokenizer_settings)
     vocab = Vocabulary.build(line_tokens(corpus.train, tokenizer), config.min_freq, config.max_vocab)
     train_stream = encode_stream(corpus.train, tokenizer, vocab)
@@ -99,6 +106,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         num_layers=config.num_layers,
         dropout=config.dropout,
         tie_weights=config.tie_weights,
+        softmax_cutoffs=config.softmax_cutoffs,
     )
     model = RecurrentLM(model_config).to(device)
     print(
@@ -110,14 +118,17 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
 
     deadline = time.monotonic() + config.max_minutes * 60
     started = time.monotonic()
+    validation_seconds = estimate_validation_seconds(model, valid_stream, device)  # kept free before the deadline
     best_valid: EvalResult | None = None
     best_weights = copy.deepcopy(model.state_dict())
     epochs_without_gain = 0
     epochs_run = 0
     for epoch in range(1, config.epochs + 1):
         epoch_started = time.monotonic()
-        train_loss, out_of_time = train_epoch(model, rows, optimizer, config, epoch, deadline)
+        train_loss, out_of_time = train_epoch(model, rows, optimizer, config, epoch, deadline - validation_seconds)
+        validation_started = time.monotonic()
         valid = evaluate(model, valid_stream, device)
+        validation_seconds = time.monotonic() - validation_started
         epochs_run = epoch
         improved = best_valid is None or valid.loss < best_valid.loss
         if improved:
@@ -141,8 +152,9 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     model.load_state_dict(best_weights)
     model.eval()
     test = evaluate(model, test_stream, device)
-    typing = simulate_typing(model, test_stream, vocab, device)
-    print(format_typing(typing))
+    typing = None if tokenizer.characters else simulate_typing(model, test_stream, vocab, device)
+    if typing is not None:
+        print(format_typing(typing))
     assert best_valid is not None
     return TrainOutcome(
         model,
@@ -181,10 +193,9 @@ def train_epoch(
     started = time.monotonic()
     windows = math.ceil((rows.size(1) - 1) / config.bptt)
     progress = tqdm(bptt_windows(rows, config.bptt), total=windows, desc=f"epoch {epoch}", leave=False, disable=None)
-    for inputs, targets in progress:
+    for batch, (inputs, targets) in enumerate(progress, start=1):
         state = state.detach()  # truncate backpropagation at the window edge
-        logits, state = model(inputs, state)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        loss, state = model.loss(inputs, targets, state)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
@@ -199,9 +210,18 @@ def train_epoch(
         )
         if time.monotonic() > deadline:
             progress.close()
+            print(f"the budget stopped epoch {epoch} after {batch:,} of {windows:,} batches")
             return total_loss / total_tokens, True
     progress.close()
     return total_loss / total_tokens, False
+
+
+def estimate_validation_seconds(model: RecurrentLM, valid_stream: torch.Tensor, device: torch.device) -> float:
+    """The time a validation pass will take, from timing one on a slice of the split."""
+    sample = valid_stream[:VALIDATION_SAMPLE_TOKENS]
+    started = time.monotonic()
+    evaluate(model, sample, device)
+    return (time.monotonic() - started) * valid_stream.numel() / sample.numel()
 
 
 def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
@@ -211,6 +231,7 @@ def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
     sample_ids = encode_stream(corpus.valid[:50], Tokenizer(outcome.tokenizer), outcome.vocab)
     check_scripted(outcome.model, scripted, batchify(sample_ids, 2)[:, :40].to(device))
     labels = {
+        "level": outcome.tokenizer.level,
         "architecture": outcome.model_config.architecture,
         "layers": str(outcome.model_config.num_layers),
         "hidden_size": str(outcome.model_config.hidden_size),
@@ -230,13 +251,21 @@ def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
         "test_perplexity": outcome.test.perplexity,
         "test_top1_accuracy": outcome.test.top1_accuracy,
         "test_top5_accuracy": outcome.test.top5_accuracy,
-        "test_typing": outcome.typing.to_dict(),
+        "level": outcome.tokenizer.level,
         "epochs": outcome.epochs_run,
         "train_seconds": round(outcome.train_seconds, 1),
         "torch_version": str(torch.__version__),
         # The store rejects None in metadata; an unset option is left out.
-        "train_config": {key: value for key, value in asdict(config).items() if value is not None},
+        "train_config": {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(config).items()
+            if value is not None
+        },
     }
+    if outcome.typing is not None:
+        metadata["test_typing"] = outcome.typing.to_dict()
+    if outcome.tokenizer.level == "char":
+        metadata["test_bits_per_character"] = outcome.test.bits_per_token
     tag = save_to_store(
         config.model_name, scripted, outcome.vocab, outcome.tokenizer, outcome.model_config, labels, metadata
     )
@@ -254,11 +283,20 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     add = parser.add_argument
     add("--corpus", default=defaults.corpus, help="directory with train/valid/test.txt, one text file, or auto")
     add("--model-name", default=defaults.model_name, help="name in the BentoML store")
+    add("--level", default=defaults.level, choices=LEVELS, help="model words or characters")
     add("--architecture", default=defaults.architecture, choices=ARCHITECTURES)
     add("--hidden-size", type=int, default=defaults.hidden_size, help="hidden units per layer (= embedding size)")
     add("--num-layers", type=int, default=defaults.num_layers)
     add("--dropout", type=float, default=defaults.dropout)
     add("--no-tie-weights", dest="tie_weights", action="store_false", help="separate input and output embeddings")
+    add(
+        "--adaptive-softmax",
+        dest="softmax_cutoffs",
+        type=_cutoffs,
+        default=defaults.softmax_cutoffs,
+        metavar="N,M,...",
+        help="an adaptive softmax with clusters at these word ranks (tied: with an adaptive input embedding)",
+    )
     add("--min-freq", type=int, default=defaults.min_freq, help="drop train words seen fewer times")
     add("--max-vocab", type=int, default=defaults.max_vocab, help="keep at most this many words")
     add("--lowercase", action="store_true", help="lower-case all text (recorded with the model)")
@@ -281,6 +319,16 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
+def _cutoffs(text: str) -> tuple[int, ...]:
+    try:
+        cutoffs = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected word ranks like 2000,6000, got {text!r}") from None
+    if any(c < 1 for c in cutoffs) or list(cutoffs) != sorted(set(cutoffs)):
+        raise argparse.ArgumentTypeError(f"expected increasing positive word ranks, got {text!r}")
+    return cutoffs
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     try:
@@ -290,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     outcome = train(config, corpus)
-    print(format_result("best model", outcome.test))
+    print(format_result("best model", outcome.test, outcome.tokenizer.level == "char"))
     tag = export(config, corpus, outcome)
     print(f"saved {tag} ({outcome.train_seconds / 60:.1f} min of training)")
     print(tag)
