@@ -99,8 +99,13 @@ def test_greedy_generation_is_repeated_argmax(client: httpx.Client) -> None:
     context = prompt
     for token in result["tokens"]:
         (nxt,) = predict(client, {"text": context, "top_k": 1})
-        assert nxt["predictions"][0]["word"] == token
-        context += " " + token
+        if token == "<eos>":  # a line break: never a prediction, but its probability is reported
+            assert nxt["line_break_probability"] >= nxt["predictions"][0]["probability"]
+            context += "\n"
+        else:
+            assert nxt["predictions"][0]["word"] == token
+            assert nxt["line_break_probability"] <= nxt["predictions"][0]["probability"]
+            context += " " + token
 
 
 def test_generate_fields_and_finish_reasons(client: httpx.Client) -> None:

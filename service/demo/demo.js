@@ -53,7 +53,10 @@ async function suggest() {
 function render(answer) {
   shown = { fragment: answer.fragment, words: answer.predictions.map((p) => p.word) };
   if (answer.fragment === null) {
-    status.textContent = "next word";
+    const lineBreak = (100 * answer.line_break_probability).toPrecision(2);
+    status.textContent = `next word (a line break: ${lineBreak}%)`;
+  } else if (answer.matching_words === null) {
+    status.textContent = `completing "${answer.fragment}"`; // a character-level model: no word list to count
   } else if (answer.matching_words === 0) {
     status.textContent = `no word starts with "${answer.fragment}"`;
   } else {
