@@ -4,6 +4,7 @@ temporary BentoML store, and the real server started on a free loopback port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,24 @@ TINY_TRAIN = TrainConfig(
     device="cpu",
 )
 TINY_LINES = 800
+
+
+def train_tiny(text: str, folder: Path, model_name: str, **options: object) -> str:
+    """Write ``text`` as a one-file corpus in ``folder``, train a TINY_TRAIN model on it (with
+    ``options``) into the test store, and return its tag."""
+    path = folder / f"{model_name}.txt"
+    path.write_text(text, encoding="utf-8")
+    config = replace(TINY_TRAIN, corpus=str(path), model_name=model_name, **options)
+    corpus = load_corpus(config.corpus)
+    return export(config, corpus, train(config, corpus))
+
+
+@contextlib.contextmanager
+def serving(tag: str) -> Iterator[httpx.Client]:
+    """The real server on ``tag``, and a client of it."""
+    env = {"NEXTWORD_MODEL": tag, "NEXTWORD_DEVICE": "cpu"}
+    with Server(env=env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

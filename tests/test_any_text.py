@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
 
-from service.launcher import Server
-from tests.conftest import TINY_TRAIN
+from tests.conftest import serving, train_tiny
 from tests.http_calls import generate, predict
-from training.corpus import load_corpus
-from training.train import export, train
 
 pytestmark = pytest.mark.slow
 
@@ -41,17 +37,12 @@ def play_text(lines: int, seed: int = 0) -> str:
 
 @pytest.fixture(scope="module")
 def play_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("play") / "play.txt"
-    path.write_text(play_text(4000), encoding="utf-8")
-    config = replace(TINY_TRAIN, corpus=str(path), model_name="nextword-play", epochs=2)
-    corpus = load_corpus(config.corpus)
-    return export(config, corpus, train(config, corpus))
+    return train_tiny(play_text(4000), tmp_path_factory.mktemp("play"), "nextword-play", epochs=2)
 
 
 @pytest.fixture(scope="module")
 def play(play_model: str) -> Iterator[httpx.Client]:
-    env = {"NEXTWORD_MODEL": play_model, "NEXTWORD_DEVICE": "cpu"}
-    with Server(env=env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with serving(play_model) as client:
         yield client
 
 

@@ -7,7 +7,6 @@ repeated, the model reads ``hell`` and predicts ``ello``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import bentoml
 import httpx
@@ -15,28 +14,21 @@ import pytest
 import torch
 
 from models.bundle import load_bundle
-from service.launcher import Server
-from tests.conftest import TINY_TRAIN
+from tests.conftest import serving, train_tiny
 from tests.http_calls import generate, predict
-from training.corpus import load_corpus
-from training.train import export, train
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def hello_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("hello") / "hello.txt"
-    path.write_text("hello hello hello\n" * 450, encoding="utf-8")
-    config = replace(TINY_TRAIN, corpus=str(path), level="char", model_name="nextword-hello", epochs=3)
-    corpus = load_corpus(config.corpus)
-    return export(config, corpus, train(config, corpus))
+    text = "hello hello hello\n" * 450
+    return train_tiny(text, tmp_path_factory.mktemp("hello"), "nextword-hello", level="char", epochs=3)
 
 
 @pytest.fixture(scope="module")
 def hello(hello_model: str) -> Iterator[httpx.Client]:
-    env = {"NEXTWORD_MODEL": hello_model, "NEXTWORD_DEVICE": "cpu"}
-    with Server(env=env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with serving(hello_model) as client:
         yield client
 
 
