@@ -69,6 +69,7 @@ class TrainConfig:
     clip: float = 0.25
     epochs: int = 40
     patience: int = 3
+    lr_patience: int = 0  # epochs without gain before the learning rate is cut
     max_minutes: float = 14.0
     seed: int = 1111
     device: str = "auto"
@@ -116,7 +117,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         f"{count_parameters(model):,} parameters, {train_stream.numel():,} training tokens on {device}"
     )
     optimizer = make_optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=0)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=config.lr_patience)
 
     deadline = time.monotonic() + config.max_minutes * 60
     started = time.monotonic()
@@ -316,6 +317,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     add("--clip", type=float, default=defaults.clip, help="gradient norm clipping")
     add("--epochs", type=int, default=defaults.epochs, help="at most this many epochs")
     add("--patience", type=int, default=defaults.patience, help="stop after this many epochs without gain")
+    add("--lr-patience", type=int, default=defaults.lr_patience, help="epochs without gain before the rate is cut")
     add("--max-minutes", type=float, default=defaults.max_minutes, help="wall-clock budget for training")
     add("--seed", type=int, default=defaults.seed)
     add("--device", default=defaults.device, choices=DEVICE_CHOICES)
@@ -323,6 +325,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     for name in ("hidden_size", "num_layers", "batch_size", "bptt", "epochs", "patience", "min_freq"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.lr_patience < 0:
+        parser.error("--lr-patience must be at least 0")
     if not 0 <= args.dropout < 1:
         parser.error("--dropout must be in [0, 1)")
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
