@@ -18,7 +18,8 @@ end, split as in WikiText. ``<eot>`` ends a whole text (``models.vocab``);
 typed text never produces it.
 
 A character-level model (``TokenizerSettings(level="char")``) reads text as
-its characters, a line break again as ``<eos>``.
+its characters, a line break again as ``<eos>`` and WikiText's ``<unk>`` as
+one unknown token.
 
 Usage::
 
@@ -44,7 +45,9 @@ _CLITIC_TEXT = rf"(?i:{_APOSTROPHE}(?:s|t|ve|re|m|ll|d))(?!\w)"
 _WORD = rf"\w+(?:(?!{_CLITIC_TEXT}){_APOSTROPHE}\w+)*"
 # The same line boundaries as str.splitlines, which reads the corpus into lines.
 _LINE_BREAKS = r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]"
-_CHARACTER = re.compile(rf"(?P<line_break>{_LINE_BREAKS})|.", re.DOTALL)
+# WikiText's <unk> stays one (unknown) token at the character level too, not five characters.
+_CHARACTER = re.compile(rf"(?P<line_break>{_LINE_BREAKS})|(?P<unk><unk>)|.", re.DOTALL)
+_CHARACTER_TOKENS = {"line_break": LINE_BREAK, "unk": UNK}  # by group name; other characters are themselves
 _PIECE = re.compile(
     rf"(?P<line_break>{_LINE_BREAKS})"
     r"|(?P<compound>\d+(?:[.,]\d+)+(?:-\w+)*|\w+(?:-\w+)+)"  # 1,000 / 3.5-inch / well-known
@@ -94,7 +97,7 @@ class Tokenizer:
         if self.settings.lowercase:
             text = text.lower()
         if self.characters:
-            return [LINE_BREAK if match.lastgroup else match.group() for match in _CHARACTER.finditer(text)]
+            return [_CHARACTER_TOKENS.get(match.lastgroup, match.group()) for match in _CHARACTER.finditer(text)]
         tokens: list[str] = []
         for match in _PIECE.finditer(text):
             if match.lastgroup == "line_break":
