@@ -17,7 +17,7 @@ All rows' beams step together in one (B*W, 1) model call; a beam leaves once
 it cannot beat the row's k-th best finished word, since probabilities only
 shrink. Usage::
 
-    search = WordSearch(model, vocab)
+    search = WordSearch(model, vocab, device)
     words, line_break = search.next_words(hidden, state, phases, k=5)
     # hidden (B, H) and state (S, L, B, H) after each row's text; phases (B,) from ``phase_after``
     # words: per row, up to k (text, probability) likeliest first; line_break (B,) P(next char is a line break)
@@ -58,17 +58,23 @@ def fragment_of(text: str) -> str:
 
 
 class WordSearch:
-    def __init__(self, model: torch.jit.ScriptModule, vocab: Vocabulary, min_beams: int = 8) -> None:
+    def __init__(
+        self, model: torch.jit.ScriptModule, vocab: Vocabulary, device: torch.device, min_beams: int = 8
+    ) -> None:
         self.model = model
         self.vocab = vocab
         self.min_beams = min_beams
         characters = vocab.words
         specials = set(vocab.special_ids)
-        self.word = torch.tensor([i not in specials and is_word_character(c) for i, c in enumerate(characters)])
-        self.punctuation = torch.tensor(
-            [i not in specials and not is_word_character(c) and not c.isspace() for i, c in enumerate(characters)]
+        # (V,) masks over the character ids, on the model's device once.
+        self.word = torch.tensor(
+            [i not in specials and is_word_character(c) for i, c in enumerate(characters)], device=device
         )
-        self.space = torch.tensor([c == " " for c in characters])
+        self.punctuation = torch.tensor(
+            [i not in specials and not is_word_character(c) and not c.isspace() for i, c in enumerate(characters)],
+            device=device,
+        )
+        self.space = torch.tensor([c == " " for c in characters], device=device)
 
     @torch.inference_mode()
     def next_words(
@@ -76,7 +82,7 @@ class WordSearch:
     ) -> tuple[list[list[tuple[str, float]]], Tensor]:
         """The k likeliest next words of each row, and each row's probability of a line break next."""
         device = hidden.device
-        word, punctuation, space = (mask.to(device) for mask in (self.word, self.punctuation, self.space))
+        word, punctuation, space = self.word, self.punctuation, self.space
         rows, width, vocab_size = hidden.size(0), max(k, self.min_beams), len(self.vocab)
         # Beams live in a (B, W) layout; empty slots score -inf. Each row starts with one beam.
         score = torch.full((rows, width), float("-inf"), device=device)

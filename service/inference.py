@@ -112,7 +112,7 @@ class Predictor:
         self.words = PrefixIndex(self.vocab)
         self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
         # A character-level model finds next words by a search over characters.
-        self.word_search = WordSearch(self.model, self.vocab) if self.tokenizer.characters else None
+        self.word_search = WordSearch(self.model, self.vocab, device) if self.tokenizer.characters else None
 
     def encode(self, text: str) -> Encoded:
         return self._encode_tokens(self.tokenizer.tokenize(text))

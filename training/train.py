@@ -3,7 +3,7 @@
 Usage::
 
     python -m training.train --corpus ../shared/data/wikitext-2 --architecture lstm
-    python -m training.train --level char --hidden-size 512 --bptt 100 --optimizer adam --lr 2e-3
+    python -m training.train --level char --hidden-size 256 --no-tie-weights --bptt 100 --optimizer adam --lr 2e-3
     python -m training.train --help
 
 Truncated backpropagation through time over the contiguous token stream (see
