@@ -7,10 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
+from models.rnn import ModelConfig, RecurrentLM
 from tests.conftest import TINY_TRAIN
 from training.corpus import load_corpus
+from training.export import check_scripted, script_model
 from training.train import parse_args, train
+from training.weight_drop import add_weight_drop, remove_weight_drop
 
 SMALL = replace(TINY_TRAIN, hidden_size=16, max_vocab=500)
 
@@ -56,3 +60,37 @@ def test_the_budget_stops_inside_an_epoch(corpus, capsys) -> None:
     assert outcome.epochs_run == 1 and "the budget stopped epoch 1 after" in out
     done, total = re.search(r"stopped epoch 1 after ([\d,]+) of ([\d,]+) batches", out).groups()
     assert int(done.replace(",", "")) < int(total.replace(",", ""))
+
+
+def test_weight_drop_trains_differently_and_exports_a_plain_model(corpus) -> None:
+    plain = train(SMALL, corpus)
+    dropped = train(replace(SMALL, weight_drop=0.5), corpus)
+    assert dropped.valid.loss != plain.valid.loss  # the masks changed training
+    # Removed after training: the same state-dict keys as a model trained without it, and it scripts.
+    assert set(dropped.model.state_dict()) == set(plain.model.state_dict())
+    scripted = script_model(dropped.model)
+    tokens = torch.randint(0, dropped.model_config.vocab_size, (2, 7))
+    assert check_scripted(dropped.model, scripted, tokens) < 1e-5
+
+
+def test_weight_drop_masks_the_recurrent_weights_only_while_training() -> None:
+    model = RecurrentLM(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=8, num_layers=2))
+    add_weight_drop(model, 0.5)
+    rnn = model.core.rnn
+    original = rnn.parametrizations.weight_hh_l1.original.detach().clone()
+    model.train()
+    masked = rnn.weight_hh_l1
+    assert 0.3 < (masked == 0).float().mean().item() < 0.7  # about half dropped ...
+    kept = masked != 0
+    assert torch.allclose(masked[kept], original[kept] * 2)  # ... the rest scaled by 1 / (1 - p)
+    assert "weight_ih_l0" not in rnn.parametrizations  # inputs are left to ordinary dropout
+    model.eval()
+    assert torch.equal(rnn.weight_hh_l1, original)
+    remove_weight_drop(model)
+    assert isinstance(rnn.weight_hh_l1, torch.nn.Parameter) and torch.equal(rnn.weight_hh_l1, original)
+
+
+def test_weight_drop_option() -> None:
+    assert parse_args(["--weight-drop", "0.5"]).weight_drop == 0.5
+    with pytest.raises(SystemExit):
+        parse_args(["--weight-drop", "1"])

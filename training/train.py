@@ -40,6 +40,7 @@ from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
 from training.keystrokes import TypingResult, format_typing, simulate_typing
+from training.weight_drop import add_weight_drop, remove_weight_drop
 
 VALIDATION_SAMPLE_TOKENS = 2_000
 
@@ -55,6 +56,7 @@ class TrainConfig:
     hidden_size: int = 300
     num_layers: int = 2
     dropout: float = 0.4
+    weight_drop: float = 0.0  # DropConnect on the recurrent weights while training (training.weight_drop)
     tie_weights: bool = True
     # A tied adaptive softmax: 3.5x the training tokens/s of a full one buys a larger model
     # in the same budget (README, "Measured quality"). Empty: a full softmax.
@@ -112,6 +114,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         softmax_cutoffs=config.softmax_cutoffs,
     )
     model = RecurrentLM(model_config).to(device)
+    add_weight_drop(model, config.weight_drop)
     print(
         f"{config.architecture} {config.num_layers}x{config.hidden_size}, vocabulary {len(vocab):,}, "
         f"{count_parameters(model):,} parameters, {train_stream.numel():,} training tokens on {device}"
@@ -154,6 +157,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
 
     model.load_state_dict(best_weights)
     model.eval()
+    remove_weight_drop(model)
     test = evaluate(model, test_stream, device)
     typing = None if tokenizer.characters else simulate_typing(model, test_stream, vocab, device)
     if typing is not None:
@@ -291,6 +295,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     add("--hidden-size", type=int, default=defaults.hidden_size, help="hidden units per layer (= embedding size)")
     add("--num-layers", type=int, default=defaults.num_layers)
     add("--dropout", type=float, default=defaults.dropout)
+    add(
+        "--weight-drop",
+        type=float,
+        default=defaults.weight_drop,
+        help="share of the recurrent (hidden-to-hidden) weights dropped while training (DropConnect)",
+    )
     add("--no-tie-weights", dest="tie_weights", action="store_false", help="separate input and output embeddings")
     add(
         "--adaptive-softmax",
@@ -327,8 +337,9 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.lr_patience < 0:
         parser.error("--lr-patience must be at least 0")
-    if not 0 <= args.dropout < 1:
-        parser.error("--dropout must be in [0, 1)")
+    for name in ("dropout", "weight_drop"):
+        if not 0 <= getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
