@@ -25,6 +25,11 @@ MAX_STOP_CHARS = 100
 
 
 def _check_token_count(value: str) -> str:
+    # Every token covers at least one character (a property test says so), so a
+    # text no longer than the limit is within it: most requests skip tokenizing
+    # here, on the event loop, which the model thread does again anyway.
+    if len(value) <= SETTINGS.max_text_tokens:
+        return value
     count = len(_COUNTING_TOKENIZER.tokenize(value))
     if count > SETTINGS.max_text_tokens:
         raise ValueError(f"has {count} tokens, more than the limit of {SETTINGS.max_text_tokens}")

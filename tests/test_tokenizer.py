@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from models.tokenizer import Tokenizer, TokenizerSettings
+from models.tokenizer import LEVELS, Tokenizer, TokenizerSettings
 
 tok = Tokenizer()
 
@@ -140,3 +140,15 @@ def test_characters_round_trip_exactly_but_line_breaks(text: str) -> None:
     assert chars.detokenize(chars.tokenize(text)) == LINE_BREAKS.sub("\n", text)
     assert chars.tokenize("Hi\r\nyo") == ["H", "i", "<eos>", "y", "o"]
     assert chars.tokenize("a <unk>.") == ["a", " ", "<unk>", "."]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(), ordinary_text, st.lists(st.sampled_from(["@-@", "@,@", "'", "n't", "-", "\r\n", " "])).map("".join)
+    )
+)
+def test_no_text_has_more_tokens_than_characters(text: str) -> None:
+    """What lets the request validator skip counting the tokens of a text no longer than the limit."""
+    for level in LEVELS:
+        assert len(Tokenizer(TokenizerSettings(level=level)).tokenize(text)) <= len(text)
