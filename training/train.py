@@ -40,7 +40,7 @@ from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
 from training.keystrokes import TypingResult, format_typing, simulate_typing
-from training.weight_drop import add_weight_drop, remove_weight_drop
+from training.weight_drop import add_weight_drop, one_mask_per_window, remove_weight_drop
 
 VALIDATION_SAMPLE_TOKENS = 2_000
 
@@ -202,9 +202,10 @@ def train_epoch(
     progress = tqdm(bptt_windows(rows, config.bptt), total=windows, desc=f"epoch {epoch}", leave=False, disable=None)
     for batch, (inputs, targets) in enumerate(progress, start=1):
         state = state.detach()  # truncate backpropagation at the window edge
-        loss, state = model.loss(inputs, targets, state)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with one_mask_per_window():
+            loss, state = model.loss(inputs, targets, state)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimizer.step()
         total_loss += loss.item() * targets.numel()
