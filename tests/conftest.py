@@ -28,6 +28,7 @@ TINY_TRAIN = TrainConfig(
     hidden_size=32,
     num_layers=1,
     dropout=0.0,
+    weight_drop=0.0,
     max_vocab=1500,
     batch_size=16,
     bptt=20,

@@ -3,7 +3,8 @@
 Usage::
 
     python -m training.train --corpus ../shared/data/wikitext-2 --architecture lstm
-    python -m training.train --level char --hidden-size 256 --no-tie-weights --bptt 100 --optimizer adam --lr 2e-3
+    python -m training.train --level char --hidden-size 256 --dropout 0.1 --weight-drop 0 --no-tie-weights \
+        --bptt 100 --batch-size 32 --optimizer adam --lr 2e-3   # make train-char
     python -m training.train --help
 
 Truncated backpropagation through time over the contiguous token stream (see
@@ -56,7 +57,9 @@ class TrainConfig:
     hidden_size: int = 300
     num_layers: int = 2
     dropout: float = 0.4
-    weight_drop: float = 0.0  # DropConnect on the recurrent weights while training (training.weight_drop)
+    # DropConnect on the recurrent weights while training (training.weight_drop): 152.4 against
+    # 156.1 test perplexity in the same budget (README, "Measured quality").
+    weight_drop: float = 0.5
     tie_weights: bool = True
     # A tied adaptive softmax: 3.5x the training tokens/s of a full one buys a larger model
     # in the same budget (README, "Measured quality"). Empty: a full softmax.
