@@ -52,7 +52,7 @@ def one_mask_per_window() -> AbstractContextManager[None]:
 
 def recurrent_weight_names(rnn: nn.RNNBase) -> list[str]:
     """The hidden-to-hidden matrices of every layer: weight_hh_l0, weight_hh_l1, ..."""
-    return [name for name in rnn._flat_weights_names if name.startswith("weight_hh")]
+    return [name for name, _ in rnn.named_parameters(recurse=False) if name.startswith("weight_hh")]
 
 
 def add_weight_drop(model: nn.Module, p: float) -> None:
