@@ -34,6 +34,7 @@ TINY_TRAIN = TrainConfig(
     bptt=20,
     optimizer="adam",
     lr=1e-2,
+    lr_schedule="plateau",  # reproducible: the cosine schedule follows the clock
     epochs=1,
     max_minutes=2,
     device="cpu",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from models.rnn import ModelConfig, RecurrentLM
 from tests.conftest import TINY_TRAIN
 from training.corpus import load_corpus
 from training.export import check_scripted, script_model
+from training.schedule import BudgetCosine
 from training.train import parse_args, train
 from training.weight_drop import add_weight_drop, remove_weight_drop
 
@@ -94,3 +96,19 @@ def test_weight_drop_option() -> None:
     assert parse_args(["--weight-drop", "0.5"]).weight_drop == 0.5
     with pytest.raises(SystemExit):
         parse_args(["--weight-drop", "1"])
+
+
+def test_budget_cosine_falls_from_the_initial_rate_to_zero_at_the_deadline() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=20.0)
+    schedule = BudgetCosine(optimizer, started=100.0, deadline=200.0)
+    assert [schedule.rate(t) for t in (100.0, 150.0, 200.0, 260.0)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    schedule.step(175.0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(20.0 * (1 + math.cos(math.pi * 0.75)) / 2)
+
+
+def test_cosine_schedule_anneals_within_the_budget(corpus, capsys) -> None:
+    train(replace(SMALL, lr_schedule="cosine", epochs=200, patience=200, max_minutes=3 / 60), corpus)
+    rates = [float(rate) for rate in re.findall(r"\| lr ([\d.e+-]+)", capsys.readouterr().out)]
+    assert len(rates) >= 2 and rates == sorted(rates, reverse=True)  # falling epoch by epoch ...
+    assert rates[-1] < 0.2 * SMALL.lr  # ... to near zero when the budget runs out
+    assert parse_args(["--lr-schedule", "cosine"]).lr_schedule == "cosine"

@@ -41,6 +41,7 @@ from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
 from training.keystrokes import TypingResult, format_typing, simulate_typing
+from training.schedule import SCHEDULES, BudgetCosine
 from training.weight_drop import add_weight_drop, one_mask_per_window, remove_weight_drop
 
 VALIDATION_SAMPLE_TOKENS = 2_000
@@ -74,7 +75,8 @@ class TrainConfig:
     clip: float = 0.25
     epochs: int = 40
     patience: int = 3
-    lr_patience: int = 0  # epochs without gain before the learning rate is cut
+    lr_schedule: str = "plateau"  # or "cosine": annealed to 0 by the clock (training.schedule)
+    lr_patience: int = 0  # epochs without gain before the learning rate is cut (plateau)
     max_minutes: float = 14.0
     seed: int = 1111
     device: str = "auto"
@@ -123,10 +125,11 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         f"{count_parameters(model):,} parameters, {train_stream.numel():,} training tokens on {device}"
     )
     optimizer = make_optimizer(config, model)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=config.lr_patience)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=config.lr_patience)
 
     deadline = time.monotonic() + config.max_minutes * 60
     started = time.monotonic()
+    cosine = BudgetCosine(optimizer, started, deadline) if config.lr_schedule == "cosine" else None
     validation_seconds = estimate_validation_seconds(model, valid_stream, device)  # kept free before the deadline
     best_valid: EvalResult | None = None
     best_weights = copy.deepcopy(model.state_dict())
@@ -134,7 +137,9 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     epochs_run = 0
     for epoch in range(1, config.epochs + 1):
         epoch_started = time.monotonic()
-        train_loss, out_of_time = train_epoch(model, rows, optimizer, config, epoch, deadline - validation_seconds)
+        train_loss, out_of_time = train_epoch(
+            model, rows, optimizer, config, epoch, deadline - validation_seconds, cosine
+        )
         validation_started = time.monotonic()
         valid = evaluate(model, valid_stream, device)
         validation_seconds = time.monotonic() - validation_started
@@ -144,7 +149,8 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
             best_valid, best_weights, epochs_without_gain = valid, copy.deepcopy(model.state_dict()), 0
         else:
             epochs_without_gain += 1
-        scheduler.step(valid.loss)
+        if cosine is None:
+            plateau.step(valid.loss)
         print(
             f"epoch {epoch:2d} | {time.monotonic() - epoch_started:5.0f}s | train ppl {math.exp(train_loss):7.1f} | "
             f"valid ppl {valid.perplexity:7.1f} | lr {optimizer.param_groups[0]['lr']:.2e}"
@@ -195,6 +201,7 @@ def train_epoch(
     config: TrainConfig,
     epoch: int,
     deadline: float,
+    cosine: BudgetCosine | None = None,
 ) -> tuple[float, bool]:
     """One pass over ``rows``; returns the mean loss and whether the deadline stopped it."""
     model.train()
@@ -210,6 +217,8 @@ def train_epoch(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        if cosine is not None:
+            cosine.step(time.monotonic())
         optimizer.step()
         total_loss += loss.item() * targets.numel()
         total_tokens += targets.numel()
@@ -331,7 +340,18 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     add("--clip", type=float, default=defaults.clip, help="gradient norm clipping")
     add("--epochs", type=int, default=defaults.epochs, help="at most this many epochs")
     add("--patience", type=int, default=defaults.patience, help="stop after this many epochs without gain")
-    add("--lr-patience", type=int, default=defaults.lr_patience, help="epochs without gain before the rate is cut")
+    add(
+        "--lr-schedule",
+        default=defaults.lr_schedule,
+        choices=SCHEDULES,
+        help="cosine: annealed to 0 over the --max-minutes budget; plateau: cut 4x when validation stalls",
+    )
+    add(
+        "--lr-patience",
+        type=int,
+        default=defaults.lr_patience,
+        help="epochs without gain before the rate is cut (plateau)",
+    )
     add("--max-minutes", type=float, default=defaults.max_minutes, help="wall-clock budget for training")
     add("--seed", type=int, default=defaults.seed)
     add("--device", default=defaults.device, choices=DEVICE_CHOICES)
