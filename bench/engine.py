@@ -208,7 +208,7 @@ def prefill_cost(model_tag: str, tokens: int = TYPED_WORDS) -> dict:
     """In process: ms to run a prefix one token a step (as served) and in one pass, at batch 1 and 32."""
     cpu = torch.device("cpu")
     bundle = load_bundle(model_tag, cpu, pick_dtype(SETTINGS.precision, cpu))
-    scorer = compile_scorer(bundle.model)
+    scorer = compile_scorer(bundle.model, bundle.config.log_probabilities)
     torch.set_num_threads(SETTINGS.threads_per_worker(spare_loop_core=True))
     result = {}
     with torch.inference_mode():

@@ -53,6 +53,11 @@ class ModelConfig:
     def state_slots(self) -> int:
         return 2 if self.architecture == "lstm" else 1
 
+    @property
+    def log_probabilities(self) -> bool:
+        """Whether ``decode`` returns normalized log-probabilities (the adaptive softmax) or raw logits."""
+        return bool(self.softmax_cutoffs)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

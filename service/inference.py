@@ -108,7 +108,7 @@ class Predictor:
         self.max_words = len(self.vocab) - len(self.banned_ids)
         self.unk_mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)  # (V,) True at <unk>
         self.unk_mask[self.vocab.unk_id] = True
-        self.scorer = compile_scorer(self.model)
+        self.scorer = compile_scorer(self.model, bundle.config.log_probabilities)
         self.words = PrefixIndex(self.vocab)
         self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
         # A character-level model finds next words by a search over characters.
