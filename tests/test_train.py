@@ -17,6 +17,7 @@ from training.export import check_scripted, script_model
 from training.schedule import BudgetCosine
 from training.train import parse_args, train
 from training.weight_drop import add_weight_drop, remove_weight_drop
+from training.word_drop import add_word_drop
 
 SMALL = replace(TINY_TRAIN, hidden_size=16, max_vocab=500)
 
@@ -112,3 +113,33 @@ def test_cosine_schedule_anneals_within_the_budget(corpus, capsys) -> None:
     assert len(rates) >= 2 and rates == sorted(rates, reverse=True)  # falling epoch by epoch ...
     assert rates[-1] < 0.2 * SMALL.lr  # ... to near zero when the budget runs out
     assert parse_args(["--lr-schedule", "cosine"]).lr_schedule == "cosine"
+
+
+def test_word_drop_zeroes_every_occurrence_of_a_dropped_word_only_while_training() -> None:
+    model = RecurrentLM(ModelConfig(vocab_size=400, embedding_dim=8, hidden_size=8, softmax_cutoffs=(100, 200)))
+    ids = torch.randint(0, 400, (6, 50))
+    model.eval()
+    plain = model.embedding(ids)
+    hook = add_word_drop(model, 0.5, 400)
+    model.train()
+    dropped = model.embedding(ids)
+    zeroed = dropped.abs().sum(-1) == 0  # (B, T)
+    assert 0.3 < zeroed.float().mean().item() < 0.7
+    for word in ids.unique().tolist():  # a word is dropped everywhere in the window or nowhere
+        assert zeroed[ids == word].all() or not zeroed[ids == word].any()
+    torch.testing.assert_close(dropped[~zeroed], plain[~zeroed] * 2)  # the kept ones scaled by 1 / (1 - p)
+    model.eval()
+    assert torch.equal(model.embedding(ids), plain)
+    hook.remove()
+    model.train()
+    assert torch.equal(model.embedding(ids), plain)
+
+
+def test_word_drop_trains_differently_and_leaves_a_plain_model(corpus) -> None:
+    plain = train(SMALL, corpus)
+    dropped = train(replace(SMALL, word_drop=0.2), corpus)
+    assert dropped.valid.loss != plain.valid.loss
+    assert not dropped.model.embedding._forward_hooks  # removed before export
+    assert parse_args(["--word-drop", "0.1"]).word_drop == 0.1
+    with pytest.raises(SystemExit):
+        parse_args(["--word-drop", "-0.1"])

@@ -43,6 +43,7 @@ from training.export import check_scripted, save_to_store, script_model
 from training.keystrokes import TypingResult, format_typing, simulate_typing
 from training.schedule import SCHEDULES, BudgetCosine
 from training.weight_drop import add_weight_drop, one_mask_per_window, remove_weight_drop
+from training.word_drop import add_word_drop
 
 VALIDATION_SAMPLE_TOKENS = 2_000
 
@@ -61,6 +62,7 @@ class TrainConfig:
     # DropConnect on the recurrent weights while training (training.weight_drop): 152.4 against
     # 156.1 test perplexity in the same budget (README, "Measured quality").
     weight_drop: float = 0.5
+    word_drop: float = 0.0  # share of the vocabulary dropped from the inputs a window (training.word_drop)
     tie_weights: bool = True
     # A tied adaptive softmax: 3.5x the training tokens/s of a full one buys a larger model
     # in the same budget (README, "Measured quality"). Empty: a full softmax.
@@ -120,6 +122,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     )
     model = RecurrentLM(model_config).to(device)
     add_weight_drop(model, config.weight_drop)
+    word_drop = add_word_drop(model, config.word_drop, len(vocab))
     print(
         f"{config.architecture} {config.num_layers}x{config.hidden_size}, vocabulary {len(vocab):,}, "
         f"{count_parameters(model):,} parameters, {train_stream.numel():,} training tokens on {device}"
@@ -167,6 +170,8 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     model.load_state_dict(best_weights)
     model.eval()
     remove_weight_drop(model)
+    if word_drop is not None:
+        word_drop.remove()
     test = evaluate(model, test_stream, device)
     typing = None if tokenizer.characters else simulate_typing(model, test_stream, vocab, device)
     if typing is not None:
@@ -314,6 +319,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         default=defaults.weight_drop,
         help="share of the recurrent (hidden-to-hidden) weights dropped while training (DropConnect)",
     )
+    add(
+        "--word-drop",
+        type=float,
+        default=defaults.word_drop,
+        help="share of the vocabulary whose words enter as zero vectors, drawn afresh each window (embedding dropout)",
+    )
     add("--no-tie-weights", dest="tie_weights", action="store_false", help="separate input and output embeddings")
     add(
         "--adaptive-softmax",
@@ -361,7 +372,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.lr_patience < 0:
         parser.error("--lr-patience must be at least 0")
-    for name in ("dropout", "weight_drop"):
+    for name in ("dropout", "weight_drop", "word_drop"):
         if not 0 <= getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
