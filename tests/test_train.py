@@ -12,6 +12,7 @@ import torch
 
 from models.rnn import ModelConfig, RecurrentLM
 from tests.conftest import TINY_TRAIN
+from training.averaging import WeightAverage
 from training.corpus import load_corpus
 from training.export import check_scripted, script_model
 from training.schedule import BudgetCosine
@@ -143,3 +144,32 @@ def test_word_drop_trains_differently_and_leaves_a_plain_model(corpus) -> None:
     assert parse_args(["--word-drop", "0.1"]).word_drop == 0.1
     with pytest.raises(SystemExit):
         parse_args(["--word-drop", "-0.1"])
+
+
+def test_weight_average_is_the_mean_of_the_steps_and_swaps_back() -> None:
+    model = torch.nn.Linear(3, 2)
+    snapshots = [model.weight.detach().clone()]
+    average = WeightAverage(model)
+    for _ in range(2):
+        with torch.no_grad():
+            model.weight.add_(torch.randn_like(model.weight))
+        snapshots.append(model.weight.detach().clone())
+        average.update(model)
+    last = model.weight.detach().clone()
+    with average.swapped_in(model):
+        torch.testing.assert_close(model.weight, torch.stack(snapshots).mean(0))
+    assert torch.equal(model.weight, last)
+
+
+def test_averaging_starts_at_the_first_cut_and_keeps_the_mean(corpus, capsys) -> None:
+    config = replace(SMALL, epochs=8, patience=3, hidden_size=64, max_vocab=2000, average_weights=True)
+    outcome = train(config, corpus)  # without dropout this model overfits: the rate is cut within a few epochs
+    lines = capsys.readouterr().out.splitlines()
+    started = next(i for i, line in enumerate(lines) if line.startswith("averaging the weights"))
+    epochs_before = sum(line.startswith("epoch") for line in lines[:started])
+    rates = [float(line.split("| lr ")[1].split()[0]) for line in lines if line.startswith("epoch")]
+    assert rates[epochs_before - 1] < rates[0]  # it starts right after the epoch whose rate was cut
+    assert len(rates) > epochs_before  # and at least one epoch ran with it
+    best = min(float(line.split("valid ppl")[1].split("|")[0]) for line in lines if line.startswith("epoch"))
+    assert outcome.valid.perplexity == pytest.approx(best, rel=1e-3)
+    assert parse_args(["--average-weights"]).average_weights

@@ -20,6 +20,7 @@ prints the new tag.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import random
@@ -35,6 +36,7 @@ from models.device import DEVICE_CHOICES, pick_device
 from models.rnn import ARCHITECTURES, ModelConfig, RecurrentLM, count_parameters
 from models.tokenizer import LEVELS, Tokenizer, TokenizerSettings
 from models.vocab import Vocabulary
+from training.averaging import WeightAverage
 from training.corpus import Corpus, CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream, line_tokens
 from training.download import default_corpus
@@ -79,6 +81,7 @@ class TrainConfig:
     patience: int = 3
     lr_schedule: str = "plateau"  # or "cosine": annealed to 0 by the clock (training.schedule)
     lr_patience: int = 0  # epochs without gain before the learning rate is cut (plateau)
+    average_weights: bool = False  # from the first cut on, validate and keep the mean weights (training.averaging)
     max_minutes: float = 14.0
     seed: int = 1111
     device: str = "auto"
@@ -138,20 +141,23 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     best_weights = copy.deepcopy(model.state_dict())
     epochs_without_gain = 0
     epochs_run = 0
+    average: WeightAverage | None = None
     for epoch in range(1, config.epochs + 1):
         epoch_started = time.monotonic()
         train_loss, out_of_time = train_epoch(
-            model, rows, optimizer, config, epoch, deadline - validation_seconds, cosine
+            model, rows, optimizer, config, epoch, deadline - validation_seconds, cosine, average
         )
         validation_started = time.monotonic()
-        valid = evaluate(model, valid_stream, device)
+        with average.swapped_in(model) if average is not None else contextlib.nullcontext():
+            valid = evaluate(model, valid_stream, device)
+            improved = best_valid is None or valid.loss < best_valid.loss
+            if improved:
+                best_valid, best_weights, epochs_without_gain = valid, copy.deepcopy(model.state_dict()), 0
+            else:
+                epochs_without_gain += 1
         validation_seconds = time.monotonic() - validation_started
         epochs_run = epoch
-        improved = best_valid is None or valid.loss < best_valid.loss
-        if improved:
-            best_valid, best_weights, epochs_without_gain = valid, copy.deepcopy(model.state_dict()), 0
-        else:
-            epochs_without_gain += 1
+        rate = optimizer.param_groups[0]["lr"]
         if cosine is None:
             plateau.step(valid.loss)
         print(
@@ -159,6 +165,9 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
             f"valid ppl {valid.perplexity:7.1f} | lr {optimizer.param_groups[0]['lr']:.2e}"
             f"{' | best' if improved else ''}"
         )
+        if config.average_weights and average is None and optimizer.param_groups[0]["lr"] < rate:
+            average = WeightAverage(model)  # the first cut: average from here on
+            print("averaging the weights from now on (validated and kept: their mean)")
         if out_of_time:
             print(f"stopping: the {config.max_minutes:g}-minute budget is spent")
             break
@@ -207,6 +216,7 @@ def train_epoch(
     epoch: int,
     deadline: float,
     cosine: BudgetCosine | None = None,
+    average: WeightAverage | None = None,
 ) -> tuple[float, bool]:
     """One pass over ``rows``; returns the mean loss and whether the deadline stopped it."""
     model.train()
@@ -225,6 +235,8 @@ def train_epoch(
         if cosine is not None:
             cosine.step(time.monotonic())
         optimizer.step()
+        if average is not None:
+            average.update(model)
         total_loss += loss.item() * targets.numel()
         total_tokens += targets.numel()
         mean_loss = total_loss / total_tokens
@@ -356,6 +368,11 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         default=defaults.lr_schedule,
         choices=SCHEDULES,
         help="cosine: annealed to 0 over the --max-minutes budget; plateau: cut 4x when validation stalls",
+    )
+    add(
+        "--average-weights",
+        action="store_true",
+        help="from the first learning-rate cut on, validate and keep the running mean of the weights (averaged SGD)",
     )
     add(
         "--lr-patience",
