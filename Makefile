@@ -18,7 +18,7 @@ LOAD_TIME   ?= 30s
 SOAK_MINUTES ?= 10
 REPORTS     ?= reports
 CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --weight-drop 0 --no-tie-weights \
-               --bptt 100 --batch-size 32 --optimizer adam --lr 2e-3
+               --bptt 100 --batch-size 32 --optimizer adam --lr 2e-3 --no-average-weights
 
 export NEXTWORD_MODEL ?= $(MODEL)
 

@@ -35,6 +35,7 @@ TINY_TRAIN = TrainConfig(
     optimizer="adam",
     lr=1e-2,
     lr_schedule="plateau",  # reproducible: the cosine schedule follows the clock
+    average_weights=False,  # the tests check plain training; tests/test_train.py checks averaging
     epochs=1,
     max_minutes=2,
     device="cpu",

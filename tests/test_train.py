@@ -161,8 +161,17 @@ def test_weight_average_is_the_mean_of_the_steps_and_swaps_back() -> None:
     assert torch.equal(model.weight, last)
 
 
-def test_averaging_starts_at_the_first_cut_and_keeps_the_mean(corpus, capsys) -> None:
-    config = replace(SMALL, epochs=8, patience=3, hidden_size=64, max_vocab=2000, average_weights=True)
+@pytest.mark.parametrize("constant_rate", [False, True])
+def test_averaging_starts_at_the_first_cut_and_keeps_the_mean(corpus, capsys, constant_rate: bool) -> None:
+    config = replace(
+        SMALL,
+        epochs=8,
+        patience=3,
+        hidden_size=64,
+        max_vocab=2000,
+        average_weights=True,
+        average_at_constant_rate=constant_rate,
+    )
     outcome = train(config, corpus)  # without dropout this model overfits: the rate is cut within a few epochs
     lines = capsys.readouterr().out.splitlines()
     started = next(i for i, line in enumerate(lines) if line.startswith("averaging the weights"))
@@ -170,6 +179,8 @@ def test_averaging_starts_at_the_first_cut_and_keeps_the_mean(corpus, capsys) ->
     rates = [float(line.split("| lr ")[1].split()[0]) for line in lines if line.startswith("epoch")]
     assert rates[epochs_before - 1] < rates[0]  # it starts right after the epoch whose rate was cut
     assert len(rates) > epochs_before  # and at least one epoch ran with it
+    if constant_rate:  # no cut after that
+        assert set(rates[epochs_before - 1 :]) == {rates[epochs_before - 1]}
     best = min(float(line.split("valid ppl")[1].split("|")[0]) for line in lines if line.startswith("epoch"))
     assert outcome.valid.perplexity == pytest.approx(best, rel=1e-3)
-    assert parse_args(["--average-weights"]).average_weights
+    assert parse_args([]).average_weights and not parse_args(["--no-average-weights"]).average_weights
