@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models.rnn import ARCHITECTURES, ModelConfig, RecurrentLM
+from models.rnn import ARCHITECTURES, LockedDropout, ModelConfig, RecurrentLM
 from models.tokenizer import Tokenizer
 from models.vocab import Vocabulary
 from training.corpus import load_corpus
@@ -58,6 +58,27 @@ def test_scripted_equals_eager(architecture: str) -> None:
     assert check_scripted(model, scripted, sample) < 1e-5
     hidden, _ = scripted.encode(sample, scripted.zero_state(2))
     torch.testing.assert_close(scripted.decode(hidden), model.eval()(sample, model.zero_state(2))[0])
+
+
+def test_locked_dropout_keeps_one_mask_over_time_and_is_the_identity_in_eval() -> None:
+    torch.manual_seed(3)
+    dropout = LockedDropout(0.5)
+    dropped = dropout(torch.ones(4, 7, 16))  # (B, T, H)
+    assert set(dropped.unique().tolist()) == {0.0, 2.0}  # kept entries scaled by 1 / (1 - p)
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # the same mask at every step
+    assert not torch.equal(dropped[0], dropped[1])  # a mask per sequence
+    x = torch.randn(4, 7, 16)
+    assert torch.equal(dropout.eval()(x), x)
+
+
+def test_a_model_with_locked_dropout_scripts_and_serves_like_eager() -> None:
+    torch.manual_seed(4)
+    config = ModelConfig(vocab_size=60, embedding_dim=16, hidden_size=16, dropout=0.5, locked_dropout=True)
+    model = RecurrentLM(config)
+    sample = torch.randint(0, 60, (2, 12))
+    train_logits, _ = model.train()(sample, model.zero_state(2))
+    assert check_scripted(model, script_model(model), sample) < 1e-5  # scripting puts it in eval mode
+    assert not torch.allclose(train_logits, model(sample, model.zero_state(2))[0])  # dropout was on
 
 
 def test_check_scripted_catches_a_different_model() -> None:

@@ -54,6 +54,7 @@ def test_early_stopping_keeps_the_best_epoch(corpus, capsys) -> None:
 def test_cli_options_map_to_config() -> None:
     config = parse_args(["--architecture", "gru", "--hidden-size", "64", "--no-tie-weights", "--min-freq", "2"])
     assert (config.architecture, config.hidden_size, config.tie_weights, config.min_freq) == ("gru", 64, False, 2)
+    assert parse_args(["--locked-dropout"]).locked_dropout and not parse_args([]).locked_dropout
     with pytest.raises(SystemExit):
         parse_args(["--dropout", "1.5"])
 

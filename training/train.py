@@ -61,6 +61,7 @@ class TrainConfig:
     hidden_size: int = 300
     num_layers: int = 2
     dropout: float = 0.4
+    locked_dropout: bool = False  # one mask per sequence on the inputs and outputs (models.rnn.LockedDropout)
     # DropConnect on the recurrent weights while training (training.weight_drop): 152.4 against
     # 156.1 test perplexity in the same budget (README, "Measured quality").
     weight_drop: float = 0.5
@@ -123,6 +124,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         hidden_size=config.hidden_size,
         num_layers=config.num_layers,
         dropout=config.dropout,
+        locked_dropout=config.locked_dropout,
         tie_weights=config.tie_weights,
         softmax_cutoffs=config.softmax_cutoffs,
     )
@@ -328,6 +330,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     add("--hidden-size", type=int, default=defaults.hidden_size, help="hidden units per layer (= embedding size)")
     add("--num-layers", type=int, default=defaults.num_layers)
     add("--dropout", type=float, default=defaults.dropout)
+    add(
+        "--locked-dropout",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.locked_dropout,
+        help="one dropout mask per sequence, kept over its time steps, on the embedded inputs and the outputs",
+    )
     add(
         "--weight-drop",
         type=float,
