@@ -59,11 +59,15 @@ OUTSTANDING_TOKENS = Gauge(
 )
 GENERATE_CANCELLED = Counter(
     "nextword_generate_cancelled_rows_total",
-    "/generate rows that left before finishing: their request timed out or their client disconnected.",
+    "/generate rows that left before finishing: their request timed out, was shed, or its client disconnected.",
 )
 GENERATE_REJECTED = Counter(
     "nextword_generate_rejected_total",
     "/generate requests refused with 429 because the queued work could not finish within the timeout.",
+)
+GENERATE_SHED = Counter(
+    "nextword_generate_shed_total",
+    "/generate requests refused with 429 from the queue: at the current rate they could no longer finish in time.",
 )
 STATE_CACHE_HITS = Counter(
     "nextword_state_cache_hits_total",

@@ -41,7 +41,10 @@ measured decode rate finishes within the request timeout
 (``rate * timeout * HEADROOM``, or ``NEXTWORD_MAX_QUEUED_TOKENS``) is refused
 at once with ``Overloaded`` (429 and ``Retry-After``), rather than queued to
 time out. The rate is measured at start-up with a full batch and then
-follows the steps that run with every slot taken.
+follows the steps that run with every slot taken. A burst can still decode
+slower than that: queued rows that could no longer finish by their
+deadline at the current rate are then refused the same way, from the
+queue, before they take a slot (``service.shedding``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from dataclasses import dataclass, field
 from service import metrics
 from service.inference import DecodeBatch, Predictor, Row
 from service.schemas import GenerateInput, GenerateOutput
+from service.shedding import SHED_EVERY_S, Late, late_rows
 
 POLICIES = ("continuous", "request", "off")
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
@@ -102,6 +106,19 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class Shed(Overloaded):
+    """Admitted, but the queue moved too slowly for it to finish by its deadline; refused from the queue."""
+
+    def __init__(self, waited_s: float, timeout_s: float, retry_after_s: int) -> None:
+        Exception.__init__(
+            self,
+            f"the server is at capacity: after {waited_s:.1f} s in the queue this request could no longer "
+            f"finish within the {timeout_s:g} s request timeout at the current decode rate; "
+            f"retry after {retry_after_s} s",
+        )
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     policy: str = "continuous"  # one of POLICIES
@@ -113,8 +130,10 @@ class SchedulerConfig:
 class Job:
     """One request's rows, and the channel their tokens reach it by."""
 
-    def __init__(self, rows: list[Row], stream: bool) -> None:
+    def __init__(self, rows: list[Row], stream: bool, deadline: float | None = None) -> None:
         self.rows = rows
+        self.submitted = time.monotonic()
+        self.deadline = deadline  # time.monotonic() by which it must finish; None: never shed
         self.unfinished = len(rows)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.queue: asyncio.Queue[tuple[Row, int | None]] | None = asyncio.Queue() if stream else None
@@ -152,6 +171,7 @@ class Job:
 class _StepReport:
     emitted: list[tuple[Row, int | None]] = field(default_factory=list)  # each decoded row and its token
     left: list[Row] = field(default_factory=list)  # cancelled rows that left without finishing
+    shed: list[Late] = field(default_factory=list)  # queued rows too late to finish: refuse their jobs
     joined: list[Row] = field(default_factory=list)
     rows: int = 0  # rows decoded in this step
     seconds: float = 0.0  # on the model thread
@@ -176,6 +196,7 @@ class Scheduler:
         self.outstanding_tokens = 0  # max_new_tokens not yet generated, over queued and running rows
         self.rate: float | None = None  # tokens/s with every slot taken
         self._joining: list[Row] = []  # rows being prefilled right now
+        self._last_shed_scan = 0.0
         self._driver: asyncio.Task[None] | None = None
 
     # -- on the event loop ---------------------------------------------------------------------
@@ -188,7 +209,9 @@ class Scheduler:
             excess = self.outstanding_tokens + asked - bound
             metrics.GENERATE_REJECTED.inc()
             raise Overloaded(self.outstanding_tokens, asked, bound, max(1, math.ceil(excess / (self.rate or 1.0))))
-        job = Job([self.predictor.new_row(item) for item in inputs], stream)
+        # A stream's 200 goes out before its first token, so only whole answers are shed from the queue.
+        deadline = None if stream else time.monotonic() + self.config.timeout_s
+        job = Job([self.predictor.new_row(item) for item in inputs], stream, deadline)
         self.outstanding_tokens += asked
         self.waiting.extend(job.rows)
         if self._driver is None or self._driver.done():
@@ -237,6 +260,12 @@ class Scheduler:
             self.executor.submit(release_free_memory)
 
     def _deliver(self, report: _StepReport) -> None:
+        for late in report.shed:  # before their rows leave, which would answer the job as finished
+            job = late.row.job
+            if job is not None and not job.done.done():
+                waited = time.monotonic() - job.submitted
+                job.finish(Shed(waited, self.config.timeout_s, max(1, math.ceil(late.retry_after_s))))
+                metrics.GENERATE_SHED.inc()
         generated = 0
         for row, token in report.emitted:
             job = row.job
@@ -294,6 +323,7 @@ class Scheduler:
             if report.left:
                 batch.keep([i for i, row in enumerate(batch.rows) if not row.cancelled])
         report.joined = self._admit(report.left)
+        report.shed = self._shed_late()
         if report.joined:
             self.threads_for(len(report.joined))
             self._joining = report.joined  # failed with the step if their prefill fails
@@ -313,6 +343,21 @@ class Scheduler:
         metrics.record_cache(self.predictor.cache)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _shed_late(self) -> list[Late]:
+        """Mark the queued rows that can no longer finish in time (and their jobs' other rows) cancelled."""
+        now = time.monotonic()
+        if not self.waiting or self.rate is None or now - self._last_shed_scan < SHED_EVERY_S:
+            return []
+        self._last_shed_scan = now
+        running = self.batch.rows if self.batch is not None else []
+        running_tokens = sum(row.input.max_new_tokens - len(row.ids) for row in running)
+        # list() copies the deque at once (the event loop may append to it meanwhile).
+        late = late_rows(list(self.waiting), running_tokens, self.rate, self.config.max_rows, now)
+        for item in late:
+            for row in item.row.job.rows:
+                row.cancelled = True  # queued ones leave at admission, running ones at the next step
+        return late
 
     def _admit(self, left: list[Row]) -> list[Row]:
         """Pop the queued rows that join now, by policy; cancelled ones go to ``left``."""

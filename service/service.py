@@ -37,7 +37,7 @@ from service import metrics
 from service.batcher import MicroBatcher
 from service.http_stack import install_process_wide, wear
 from service.inference import load_predictor
-from service.scheduler import Overloaded, Scheduler, SchedulerConfig
+from service.scheduler import Overloaded, Scheduler, SchedulerConfig, Shed
 from service.schemas import (
     GenerateBatch,
     GenerateRequest,
@@ -198,7 +198,8 @@ def stop_server(message: str) -> NoReturn:
 
 
 def overloaded_body(error: Overloaded) -> dict:
-    return {"error": str(error), "detail": [{"loc": ["inputs"], "msg": str(error), "type": "overloaded"}]}
+    kind = "shed" if isinstance(error, Shed) else "overloaded"  # refused from the queue, or at once
+    return {"error": str(error), "detail": [{"loc": ["inputs"], "msg": str(error), "type": kind}]}
 
 
 def retry_after(error: Overloaded) -> dict[str, str]:

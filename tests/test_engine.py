@@ -2,7 +2,8 @@
 
 Three servers of the tiny test model, in float32 (where the cache's answers
 can be compared bit for bit): ``engine`` (cache on, 1 MiB), ``cold`` (cache
-off) and ``tight`` (2 rows at a time, a 1 s timeout, a 40,000-token bound).
+off), ``tight`` (2 rows at a time, a 1 s timeout, a 40,000-token bound) and
+``bounded`` (2 rows at a time, a 4,000-token bound).
 Greedy decoding of the tiny model never ends its text, which gives rows that
 run as long as a test needs.
 """
@@ -52,6 +53,12 @@ def cold(tiny_model_tag: str) -> Iterator[httpx.Client]:
 def tight(tiny_model_tag: str) -> Iterator[httpx.Client]:
     limits = {"NEXTWORD_MAX_BATCH_SIZE": "2", "NEXTWORD_TIMEOUT_S": "1", "NEXTWORD_MAX_QUEUED_TOKENS": "40000"}
     with serve(tiny_model_tag, **limits) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def bounded(tiny_model_tag: str) -> Iterator[httpx.Client]:
+    with serve(tiny_model_tag, NEXTWORD_MAX_BATCH_SIZE="2", NEXTWORD_MAX_QUEUED_TOKENS="4000") as client:
         yield client
 
 
@@ -237,27 +244,42 @@ def test_cache_memory_stays_bounded_under_many_distinct_prefixes(engine: httpx.C
 FULL = [{"prompt": "the", "max_new_tokens": 256, "temperature": 0}] * 64  # 16,384 tokens, 2 rows at a time
 
 
-def test_over_the_token_bound_gets_429_with_retry_after(tight: httpx.Client) -> None:
-    first, second = in_background(tight, *FULL), in_background(tight, *FULL)
-    wait_for(lambda: metric(tight, "nextword_generate_outstanding_tokens") > 20000)
-    refused = tight.post("/generate", json={"inputs": FULL})
+def test_over_the_token_bound_gets_429_with_retry_after(bounded: httpx.Client) -> None:
+    first = in_background(bounded, *FULL[:12])  # 3,072 tokens, 2 rows at a time
+    wait_for(lambda: metric(bounded, "nextword_generate_outstanding_tokens") > 1000)
+    refused = bounded.post("/generate", json={"inputs": FULL})
     assert refused.status_code == 429, refused.text
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["detail"][0]["loc"] == ["inputs"] and "capacity" in refused.json()["error"]
-    streamed = tight.post("/generate_stream", json={"inputs": [FULL[0] | {"max_new_tokens": 10_000}]})
+    assert refused.json()["detail"][0]["type"] == "overloaded"  # at once, not from the queue
+    streamed = bounded.post("/generate_stream", json={"inputs": [FULL[0] | {"max_new_tokens": 10_000}]})
     assert streamed.status_code == 429 and int(streamed.headers["retry-after"]) >= 1
     assert streamed.headers["content-type"].startswith("application/json")
-    assert metric(tight, "nextword_generate_rejected_total") >= 2
-    for future in (first, second):
-        future.result()
+    assert metric(bounded, "nextword_generate_rejected_total") >= 2
+    assert first.result().status_code == 200  # admitted work within the timeout is never shed
+
+
+def test_queued_work_that_cannot_finish_in_time_is_refused_from_the_queue(tight: httpx.Client) -> None:
+    wait_for(lambda: engine_is_empty(tight))
+    # Both are admitted (under the 40,000-token bound), but 2 rows at a time take seconds over
+    # them: their queued rows are shed with a 429 well before the 1 s timeout would answer 504.
+    futures = [in_background(tight, *FULL), in_background(tight, *FULL)]
+    answers = [future.result() for future in futures]
+    assert [a.status_code for a in answers] == [429, 429], [a.text for a in answers]
+    for answer in answers:
+        assert answer.json()["detail"][0]["type"] == "shed" and "queue" in answer.json()["error"]
+        assert int(answer.headers["retry-after"]) >= 1
+    assert metric(tight, "nextword_generate_shed_total") >= 2
+    wait_for(lambda: engine_is_empty(tight), seconds=5)  # the shed rows, queued or running, are gone
+    assert len(generate(tight, LONG | {"max_new_tokens": 3})[0]["tokens"]) == 3
 
 
 def test_a_request_that_times_out_frees_its_rows(tight: httpx.Client) -> None:
     wait_for(lambda: engine_is_empty(tight))
     cancelled = metric(tight, "nextword_generate_cancelled_rows_total")
-    futures = [in_background(tight, *FULL), in_background(tight, *FULL)]
-    codes = [future.result().status_code for future in futures]
-    assert 504 in codes, codes  # the second waits behind 8,192 steps of the first: past 1 s
+    # Two rows fit the batch at once, so nothing queues to be shed; 4,000 steps take past 1 s.
+    timed_out = tight.post("/generate", json={"inputs": [LONG, LONG]})
+    assert timed_out.status_code == 504, timed_out.text
     wait_for(lambda: engine_is_empty(tight), seconds=5)
     assert metric(tight, "nextword_generate_cancelled_rows_total") > cancelled
     started = time.monotonic()
@@ -265,8 +287,8 @@ def test_a_request_that_times_out_frees_its_rows(tight: httpx.Client) -> None:
     assert time.monotonic() - started < 1
 
 
-def test_the_server_stays_healthy(engine: httpx.Client, tight: httpx.Client) -> None:
-    for client in (engine, tight):
+def test_the_server_stays_healthy(engine: httpx.Client, tight: httpx.Client, bounded: httpx.Client) -> None:
+    for client in (engine, tight, bounded):
         assert client.get("/readyz").status_code == 200
         assert predict(client, {"text": "the"})[0]["predictions"]
         wait_for(lambda c=client: engine_is_empty(c))

@@ -1,0 +1,60 @@
+"""Deadline-aware shedding: refuse queued /generate work that can no longer finish in time.
+
+Admission (``service.scheduler``) bounds the outstanding tokens by what the
+decode rate measured before finishes within the request timeout. A burst
+can decode slower than that (on the 2-core machine, 0.62 to 0.95 of it,
+README "Generation engine"), and then the last rows admitted would run
+until the timeout answers them 504, holding their client for the whole
+timeout. So while rows wait, the scheduler asks which of them could no
+longer finish even at the rate the engine decodes at now, and refuses
+them at once with 429 and ``Retry-After``, like a request refused at
+admission, so the client can retry elsewhere.
+
+The estimate only sheds what is surely late. A queued row cannot finish
+before the engine has done the work ahead of it and its own
+(``(ahead + own) / rate``), nor before its own tokens have taken one
+saturated step each (``own * max_rows / rate``): it is shed when the later
+of the two passes its deadline. Rows already decoding are never shed: their
+work is half done, and the estimate of their finish is the least certain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from service.inference import Row
+
+SHED_EVERY_S = 0.25  # at most this often: a scan costs a pass over the queue
+
+
+@dataclass(frozen=True)
+class Late:
+    """A queued row that cannot finish by its deadline, and when its job could be served."""
+
+    row: Row
+    retry_after_s: float  # when the work ahead of it will have been done
+
+
+def late_rows(waiting: Iterable[Row], running_tokens: int, rate: float, max_rows: int, now: float) -> list[Late]:
+    """The queued rows, in queue order, that finish after their deadline at ``rate`` tokens/s.
+
+    ``running_tokens``: tokens the running rows have still to generate. A
+    row's deadline (``time.monotonic()``) is its job's ``deadline``; jobs
+    without one (streams, whose 200 may already be on its way) are never shed.
+    """
+    saturated_step_s = max_rows / rate
+    ahead = running_tokens
+    late: list[Late] = []
+    for row in waiting:
+        own = row.input.max_new_tokens
+        job = row.job
+        deadline = job.deadline if job is not None else None
+        if deadline is not None and not row.cancelled:
+            earliest_finish = now + max((ahead + own) / rate, own * saturated_step_s)
+            if earliest_finish > deadline:
+                late.append(Late(row, ahead / rate))
+                continue  # refused: no work ahead of the rows behind it
+        if not row.cancelled:
+            ahead += own
+    return late
