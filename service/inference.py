@@ -106,8 +106,6 @@ class Predictor:
         self.cache = cache
         self.banned_ids = frozenset(self.vocab.special_ids)  # never offered to clients as words
         self.max_words = len(self.vocab) - len(self.banned_ids)
-        self.unk_mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=device)  # (V,) True at <unk>
-        self.unk_mask[self.vocab.unk_id] = True
         self.scorer = compile_scorer(self.model, bundle.config.log_probabilities)
         self.words = PrefixIndex(self.vocab)
         self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
@@ -229,7 +227,8 @@ class Predictor:
         Returns each row with its new token id, or None when the row ended
         the text (``<eot>`` is not part of the output).
         """
-        logits = self.model.decode(batch.hidden).float().masked_fill(self.unk_mask, float("-inf"))  # (A, V)
+        logits = self.model.decode(batch.hidden).float()  # (A, V), a fresh tensor
+        logits[:, self.vocab.unk_id] = float("-inf")  # never generated; one column, not a (A, V) pass
         uniforms = draw_uniforms([row.generator for row in batch.rows], self.device)
         chosen = choose_next(logits, batch.params, uniforms).tolist()
         emitted = [(row, self._append(row, token)) for row, token in zip(batch.rows, chosen, strict=True)]

@@ -48,26 +48,33 @@ def choose_next(logits: Tensor, params: SamplingBatch, uniforms: Tensor) -> Tens
     method its own settings allow, never one chosen by its batch companions
     (which would make a seeded row depend on them): plain sampling reads the
     CDF in vocabulary order, top_k sorts only k words, and only a top_p
-    without a top_k sorts the vocabulary.
+    without a top_k sorts the vocabulary. Each (B, V) pass counts (a decode
+    step of 128 rows spends a third of its time here), so a group that is the
+    whole batch reads ``logits`` itself rather than a copy, and a top_k
+    group picks its k words before scaling by temperature (which keeps their
+    order), so only k values a row are scaled.
     """
-    chosen = logits.argmax(dim=-1)
-    vocab_size = logits.size(-1)
+    batch, vocab_size = logits.shape
+    chosen = torch.zeros(batch, dtype=torch.long, device=logits.device)
     sampled = params.temperature > 0
+    if not bool(sampled.all()):
+        greedy = (~sampled).nonzero().squeeze(1)
+        chosen[greedy] = _rows(logits, greedy).argmax(dim=-1)
     top_k = torch.where(params.top_k > 0, params.top_k.clamp_max(vocab_size), vocab_size)
     plain = sampled & (top_k == vocab_size) & (params.top_p >= 1)
     if bool(plain.any()):
         rows = plain.nonzero().squeeze(1)
-        probs = (logits[rows] / params.temperature[rows].clamp_min(MIN_TEMPERATURE).unsqueeze(1)).softmax(
+        probs = (_rows(logits, rows) / params.temperature[rows].clamp_min(MIN_TEMPERATURE).unsqueeze(1)).softmax(
             dim=-1
         )  # (R, V)
         chosen[rows] = _inverse_cdf(probs, uniforms[rows])
     for k in top_k[sampled & ~plain].unique().tolist():
         rows = (sampled & ~plain & (top_k == k)).nonzero().squeeze(1)
-        scaled = logits[rows] / params.temperature[rows].clamp_min(MIN_TEMPERATURE).unsqueeze(1)
         if k < vocab_size:
-            top_logits, top_ids = scaled.topk(k, dim=-1)  # (R, k), likeliest first
+            top_logits, top_ids = _rows(logits, rows).topk(k, dim=-1)  # (R, k), likeliest first
         else:
-            top_logits, top_ids = scaled.sort(dim=-1, descending=True, stable=True)
+            top_logits, top_ids = _rows(logits, rows).sort(dim=-1, descending=True, stable=True)
+        top_logits = top_logits / params.temperature[rows].clamp_min(MIN_TEMPERATURE).unsqueeze(1)
         probs = top_logits.softmax(dim=-1)
         mass_before = probs.cumsum(dim=-1) - probs
         cut = mass_before >= params.top_p[rows].unsqueeze(1)
@@ -75,6 +82,11 @@ def choose_next(logits: Tensor, params: SamplingBatch, uniforms: Tensor) -> Tens
         probs = probs.masked_fill(cut, 0.0)
         chosen[rows] = top_ids.gather(1, _inverse_cdf(probs, uniforms[rows]).unsqueeze(1)).squeeze(1)
     return chosen
+
+
+def _rows(logits: Tensor, rows: Tensor) -> Tensor:
+    """``logits[rows]`` for (R,) row indices, without the (R, V) copy when they are every row in order."""
+    return logits if rows.numel() == logits.size(0) else logits[rows]
 
 
 def _inverse_cdf(probs: Tensor, uniforms: Tensor) -> Tensor:
