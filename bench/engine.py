@@ -60,7 +60,9 @@ class Sample:
     seconds: float
     tokens: int = 0
     first_token_s: float | None = None
-    refusal: str = ""  # a 429's detail type: "overloaded" (at once) or "shed" (from the queue)
+    # A 429's kind: the engine's "overloaded" (at once) or "shed" (from the queue), else BentoML's
+    # concurrency limit ("concurrency", whose body has no detail).
+    refusal: str = ""
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: dict, kind: str) -> Sample:
@@ -72,7 +74,8 @@ async def post(session: aiohttp.ClientSession, url: str, body: dict, kind: str) 
     if response.status == 200 and url.endswith("/generate"):
         tokens = sum(len(item["tokens"]) for item in json.loads(payload))
     if response.status == 429:
-        refusal = json.loads(payload)["detail"][0]["type"]
+        detail = json.loads(payload).get("detail") or [{}]
+        refusal = detail[0].get("type", "concurrency")
     return Sample(kind, response.status, seconds, tokens, refusal=refusal)
 
 

@@ -353,7 +353,8 @@ class Scheduler:
         running = self.batch.rows if self.batch is not None else []
         running_tokens = sum(row.input.max_new_tokens - len(row.ids) for row in running)
         # list() copies the deque at once (the event loop may append to it meanwhile).
-        late = late_rows(list(self.waiting), running_tokens, self.rate, self.config.max_rows, now)
+        step_s = self.config.max_rows / self.rate if self.config.policy == "continuous" else 0.0
+        late = late_rows(list(self.waiting), running_tokens, self.rate, step_s, now)
         for item in late:
             for row in item.row.job.rows:
                 row.cancelled = True  # queued ones leave at admission, running ones at the next step

@@ -12,9 +12,10 @@ admission, so the client can retry elsewhere.
 
 The estimate only sheds what is surely late. A queued row cannot finish
 before the engine has done the work ahead of it and its own
-(``(ahead + own) / rate``), nor before its own tokens have taken one
-saturated step each (``own * max_rows / rate``): it is shed when the later
-of the two passes its deadline. Rows already decoding are never shed: their
+(``(ahead + own) / rate``), nor, under continuous batching, where a queue
+means a full batch, before its own tokens have taken one saturated step
+each (``own * max_rows / rate``): it is shed when the later of the two
+passes its deadline. Rows already decoding are never shed: their
 work is half done, and the estimate of their finish is the least certain.
 """
 
@@ -36,14 +37,16 @@ class Late:
     retry_after_s: float  # when the work ahead of it will have been done
 
 
-def late_rows(waiting: Iterable[Row], running_tokens: int, rate: float, max_rows: int, now: float) -> list[Late]:
+def late_rows(waiting: Iterable[Row], running_tokens: int, rate: float, step_s: float, now: float) -> list[Late]:
     """The queued rows, in queue order, that finish after their deadline at ``rate`` tokens/s.
 
-    ``running_tokens``: tokens the running rows have still to generate. A
-    row's deadline (``time.monotonic()``) is its job's ``deadline``; jobs
+    ``running_tokens``: tokens the running rows have still to generate.
+    ``step_s``: the least time a decode step will take once a queued row
+    runs (a saturated step, ``max_rows / rate``, under continuous batching,
+    where a queue means a full batch; 0 where a row may run in a small batch).
+    A row's deadline (``time.monotonic()``) is its job's ``deadline``; jobs
     without one (streams, whose 200 may already be on its way) are never shed.
     """
-    saturated_step_s = max_rows / rate
     ahead = running_tokens
     late: list[Late] = []
     for row in waiting:
@@ -51,7 +54,7 @@ def late_rows(waiting: Iterable[Row], running_tokens: int, rate: float, max_rows
         job = row.job
         deadline = job.deadline if job is not None else None
         if deadline is not None and not row.cancelled:
-            earliest_finish = now + max((ahead + own) / rate, own * saturated_step_s)
+            earliest_finish = now + max((ahead + own) / rate, own * step_s)
             if earliest_finish > deadline:
                 late.append(Late(row, ahead / rate))
                 continue  # refused: no work ahead of the rows behind it

@@ -30,7 +30,7 @@ def queued(tokens: int, deadline: float | None, cancelled: bool = False) -> Row:
 
 
 def shed(waiting: list[Row], running_tokens: int = 0) -> list[Row]:
-    return [late.row for late in late_rows(waiting, running_tokens, RATE, MAX_ROWS, now=0.0)]
+    return [late.row for late in late_rows(waiting, running_tokens, RATE, MAX_ROWS / RATE, now=0.0)]
 
 
 def test_a_queue_that_finishes_in_time_keeps_every_row() -> None:
@@ -54,6 +54,7 @@ def test_a_long_row_with_nothing_ahead_is_shed_when_its_own_steps_take_too_long(
     long_row = queued(15, deadline=1.0)
     assert shed([long_row]) == [long_row]
     assert shed([queued(15, deadline=2.0)]) == []
+    assert late_rows([long_row], 0, RATE, step_s=0.0, now=0.0) == []  # it may run alone, in fast steps
 
 
 def test_streams_are_never_shed_but_count_as_work_ahead() -> None:
