@@ -8,8 +8,9 @@ Usage::
     job = scheduler.submit([item], stream=True)          # raises Overloaded; see service.streaming
     async for row, token in job.tokens(): ...
 
-One driver per worker (``_drive``, a task on the event loop) owns the running
-rows and hands the model thread one iteration at a time (``_step``):
+The model thread drives the engine one iteration at a time (``_step``),
+each one queued on the model thread by the one before it while work
+remains, so the next step never waits for a busy event loop to come round:
 
 1. rows whose request was cancelled (it timed out, its client left) leave;
 2. queued rows join in arrival order while there is room
@@ -18,11 +19,15 @@ rows and hands the model thread one iteration at a time (``_step``):
 3. one token is chosen for every running row, in one batched model call,
    and rows that finished leave at once.
 
-Back on the event loop each token goes to its request: a streaming request's
-queue gets every token, and a whole request is answered as soon as its last
-row finishes. A row never waits for rows that came before it. A row's
-sampling draws one number per step from its own seeded generator, so a seed
-gives the same tokens alone, in any batch, or joining one mid-flight.
+Each step's report is handed to the event loop (``_deliver``), where each
+token goes to its request: a streaming request's queue gets every token,
+and a whole request is answered as soon as its last row finishes. (Short
+requests keep the loop busy, and a step that waited for it left the model
+thread idle: on a mixed load of 5- and 200-token requests, chaining the
+steps gave 1.04x the tokens/s, median of 4 interleaved runs, 0.99-1.20.)
+A row never waits for rows that came before it. A row's sampling draws one
+number per step from its own seeded generator, so a seed gives the same
+tokens alone, in any batch, or joining one mid-flight.
 
 Policies (``NEXTWORD_GENERATE_BATCHING``): ``continuous`` admits at every
 step; ``request`` admits only when nothing is running, so a batch runs until
@@ -31,9 +36,9 @@ its last row ends (request-level batching, kept to compare with);
 
 Fairness with /predict_next: both hand their work to the same one-thread
 executor, which runs it in arrival order, and the driver submits one step
-at a time and waits for it. So between two decode steps at most one
-/predict_next batch runs, and a /predict_next batch waits for at most one
-decode step: neither can starve the other.
+at a time, the next one queued when the last ends. So between two decode
+steps at most one /predict_next batch runs, and a /predict_next batch
+waits for at most one decode step: neither can starve the other.
 
 Admission: every request's ``max_new_tokens`` count as work until its rows
 leave. A request that would take the outstanding work past what the
@@ -55,6 +60,7 @@ import ctypes.util
 import gc
 import math
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -173,8 +179,13 @@ class _StepReport:
     left: list[Row] = field(default_factory=list)  # cancelled rows that left without finishing
     shed: list[Late] = field(default_factory=list)  # queued rows too late to finish: refuse their jobs
     joined: list[Row] = field(default_factory=list)
+    failed: list[Row] = field(default_factory=list)  # the step raised ``error``: these rows fail with it
+    error: Exception | None = None
     rows: int = 0  # rows decoded in this step
+    running: int = 0  # rows running after it
+    queued: int = 0  # rows waiting after it
     seconds: float = 0.0  # on the model thread
+    last: bool = False  # no work was left: the engine went idle after this step
 
 
 class Scheduler:
@@ -197,7 +208,10 @@ class Scheduler:
         self.rate: float | None = None  # tokens/s with every slot taken
         self._joining: list[Row] = []  # rows being prefilled right now
         self._last_shed_scan = 0.0
-        self._driver: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # guards _stepping: a step queued or running on the model thread
+        self._stepping = False
+        self._previous: tuple[float, int] | None = None  # start time and rows of the last step
 
     # -- on the event loop ---------------------------------------------------------------------
 
@@ -214,8 +228,12 @@ class Scheduler:
         job = Job([self.predictor.new_row(item) for item in inputs], stream, deadline)
         self.outstanding_tokens += asked
         self.waiting.extend(job.rows)
-        if self._driver is None or self._driver.done():
-            self._driver = asyncio.create_task(self._drive())
+        self._loop = asyncio.get_running_loop()
+        with self._lock:
+            idle, self._stepping = not self._stepping, True
+        if idle:
+            self._previous = None
+            self.executor.submit(self._run_step)
         return job
 
     async def generate(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
@@ -235,31 +253,14 @@ class Scheduler:
             return 2**62
         return max(1, int(self.rate * self.config.timeout_s * HEADROOM))
 
-    async def _drive(self) -> None:
-        loop = asyncio.get_running_loop()
-        previous: tuple[float, int] | None = None  # start time and rows of the last step
-        while self.waiting or self.batch is not None:
-            started = time.perf_counter()
-            if previous and previous[1] >= self.config.max_rows:  # saturated: the rate at full load
-                sample = previous[1] / (started - previous[0])
-                self.rate = sample if self.rate is None else self.rate + RATE_SMOOTHING * (sample - self.rate)
-            try:
-                report = await loop.run_in_executor(self.executor, self._step)
-            except Exception as error:  # the step failed: fail its rows, keep serving the queue
-                self._fail_running(error)
-                previous = None
-                continue
-            self._deliver(report)
-            previous = (started, report.rows)
-        metrics.GENERATE_ROWS.labels("running").set(0)
-        metrics.GENERATE_ROWS.labels("queued").set(len(self.waiting))
-        loop.call_later(IDLE_TRIM_S, self._trim_if_idle)
-
     def _trim_if_idle(self) -> None:
-        if self._driver is not None and self._driver.done():
+        if not self._stepping:
             self.executor.submit(release_free_memory)
 
     def _deliver(self, report: _StepReport) -> None:
+        """Hand a step's tokens to their requests (on the event loop, in step order)."""
+        if report.error is not None:
+            self._fail(report.failed, report.error)
         for late in report.shed:  # before their rows leave, which would answer the job as finished
             job = late.row.job
             if job is not None and not job.done.done():
@@ -286,9 +287,11 @@ class Scheduler:
             metrics.BATCH_SIZE.labels("generate").observe(report.rows)
             metrics.INFERENCE_SECONDS.labels("generate").observe(report.seconds)
         metrics.TOKENS_GENERATED.inc(generated)
-        metrics.GENERATE_ROWS.labels("running").set(len(self.batch.rows) if self.batch else 0)
-        metrics.GENERATE_ROWS.labels("queued").set(len(self.waiting))
+        metrics.GENERATE_ROWS.labels("running").set(report.running)
+        metrics.GENERATE_ROWS.labels("queued").set(report.queued)
         metrics.OUTSTANDING_TOKENS.set(self.outstanding_tokens)
+        if report.last:
+            asyncio.get_running_loop().call_later(IDLE_TRIM_S, self._trim_if_idle)
 
     def _leave(self, row: Row) -> None:
         job, row.job = row.job, None  # no Job <-> Row cycle left for the garbage collector
@@ -297,13 +300,8 @@ class Scheduler:
         if job.unfinished == 0:
             job.finish()
 
-    def _fail_running(self, error: Exception) -> None:
-        """A step raised: fail the rows it was admitting if their prefill failed, else the running ones."""
-        if self._joining:
-            rows, self._joining = self._joining, []
-        else:
-            rows = self.batch.rows if self.batch else []
-            self.batch = None
+    def _fail(self, rows: list[Row], error: Exception) -> None:
+        """A step raised: answer the requests of its failed rows with the error."""
         for row in rows:
             job, row.job = row.job, None
             self.outstanding_tokens -= row.input.max_new_tokens - len(row.ids)
@@ -312,6 +310,34 @@ class Scheduler:
             job.finish(error)
 
     # -- on the model thread -------------------------------------------------------------------
+
+    def _run_step(self) -> None:
+        """One step, its report to the event loop, and the next step queued while work remains."""
+        started = time.perf_counter()
+        previous = self._previous
+        if previous and previous[1] >= self.config.max_rows:  # saturated: the rate at full load
+            sample = previous[1] / (started - previous[0])
+            self.rate = sample if self.rate is None else self.rate + RATE_SMOOTHING * (sample - self.rate)
+        try:
+            report = self._step()
+        except Exception as error:  # fail the rows it was admitting if their prefill failed, else the running ones
+            if self._joining:
+                failed, self._joining = self._joining, []
+            else:
+                failed = self.batch.rows if self.batch else []
+                self.batch = None
+            report = _StepReport(failed=failed, error=error)
+            started = 0.0  # no rate sample across a failure
+        self._previous = (started, report.rows) if started else None
+        report.running = len(self.batch.rows) if self.batch is not None else 0
+        with self._lock:
+            more = bool(self.waiting) or self.batch is not None
+            self._stepping = more
+        report.queued, report.last = len(self.waiting), not more
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, report)
+        if more:
+            self.executor.submit(self._run_step)
 
     def _step(self) -> _StepReport:
         """One iteration: drop cancelled rows, admit queued ones, decode one token for each."""

@@ -1,0 +1,73 @@
+"""The engine in process, on the tiny test model: a failing step, and work that joins the running chain.
+
+Over HTTP (tests/test_engine.py) a step cannot be made to fail; here a
+Predictor whose decode step raises once stands in for a device error
+(out of memory, say), and the real scheduler must fail just the rows it
+was running, answer their requests with the error, and keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from models.bundle import load_bundle
+from service.inference import DecodeBatch, Predictor, Row
+from service.scheduler import Scheduler, SchedulerConfig
+from service.schemas import GenerateInput
+
+GREEDY = {"prompt": "the", "temperature": 0}
+
+
+class FailsOnce(Predictor):
+    """The real predictor, whose next decode step raises once ``fail_next`` is set."""
+
+    fail_next = False
+
+    def step(self, batch: DecodeBatch) -> list[tuple[Row, int | None]]:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("the device failed")
+        return super().step(batch)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_tag: str):
+    predictor = FailsOnce(load_bundle(tiny_model_tag, torch.device("cpu")), torch.device("cpu"))
+    with ThreadPoolExecutor(max_workers=1) as model_thread:
+        scheduler = Scheduler(predictor, model_thread, SchedulerConfig(max_rows=4, timeout_s=30))
+        model_thread.submit(scheduler.calibrate).result()
+        yield scheduler, predictor
+
+
+def test_a_failing_step_fails_its_rows_and_the_engine_keeps_serving(engine) -> None:
+    scheduler, predictor = engine
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(scheduler.generate([GenerateInput(**GREEDY, max_new_tokens=200)]))
+        await asyncio.sleep(0.05)  # it is decoding
+        predictor.fail_next = True
+        with pytest.raises(RuntimeError, match="the device failed"):
+            await running
+        (after,) = await scheduler.generate([GenerateInput(**GREEDY, max_new_tokens=5)])
+        assert len(after.tokens) == 5  # greedy on the tiny model never ends its text early
+
+    asyncio.run(scenario())
+    assert scheduler.outstanding_tokens == 0
+
+
+def test_requests_submitted_while_steps_run_all_finish_in_order_of_their_own(engine) -> None:
+    scheduler, _ = engine
+
+    async def scenario() -> list[int]:
+        jobs = []
+        for n in range(1, 13):  # 12 requests, 4 rows at a time: most join a running chain
+            jobs.append(asyncio.ensure_future(scheduler.generate([GenerateInput(**GREEDY, max_new_tokens=n)])))
+            await asyncio.sleep(0.001)
+        return [len(output.tokens) for (output,) in await asyncio.gather(*jobs)]
+
+    assert asyncio.run(scenario()) == list(range(1, 13))
+    assert scheduler.outstanding_tokens == 0
