@@ -67,7 +67,7 @@ GENERATE_REJECTED = Counter(
 )
 GENERATE_SHED = Counter(
     "nextword_generate_shed_total",
-    "/generate requests refused with 429 from the queue: at the current rate they could no longer finish in time.",
+    "/generate requests refused with 429 from the queue: at the recent rate they could no longer finish in time.",
 )
 STATE_CACHE_HITS = Counter(
     "nextword_state_cache_hits_total",

@@ -6,11 +6,14 @@ can decode slower than that (on the 2-core machine, 0.62 to 0.95 of it,
 README "Generation engine"), and then the last rows admitted would run
 until the timeout answers them 504, holding their client for the whole
 timeout. So while rows wait, the scheduler asks which of them could no
-longer finish even at the rate the engine decodes at now, and refuses
+longer finish even at the rate the engine has decoded at over the last
+seconds (``Scheduler.steady_rate``, slower to move than the admission
+rate, so that the dip of a burst's first seconds sheds nothing), and refuses
 them at once with 429 and ``Retry-After``, like a request refused at
 admission, so the client can retry elsewhere.
 
-The estimate only sheds what is surely late. A queued row cannot finish
+The estimate errs towards keeping a row: it sheds only what would be late
+even if that rate held. A queued row cannot finish
 before the engine has done the work ahead of it and its own
 (``(ahead + own) / rate``), nor, under continuous batching, where a queue
 means a full batch, before its own tokens have taken one saturated step
