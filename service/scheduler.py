@@ -105,6 +105,11 @@ def release_free_memory() -> None:
         LIBC.malloc_trim(0)
 
 
+def smoothed(average: float | None, sample: float, weight: float) -> float:
+    """An exponential moving average: ``sample`` moves ``average`` by ``weight`` of the gap."""
+    return sample if average is None else average + weight * (sample - average)
+
+
 class Overloaded(Exception):
     """More work is queued than can finish within the timeout; try again after ``retry_after_s``."""
 
@@ -322,9 +327,8 @@ class Scheduler:
         previous = self._previous
         if previous and previous[1] >= self.config.max_rows:  # saturated: the rate at full load
             sample = previous[1] / (started - previous[0])
-            self.rate = sample if self.rate is None else self.rate + RATE_SMOOTHING * (sample - self.rate)
-            steady = self.steady_rate
-            self.steady_rate = sample if steady is None else steady + STEADY_RATE_SMOOTHING * (sample - steady)
+            self.rate = smoothed(self.rate, sample, RATE_SMOOTHING)
+            self.steady_rate = smoothed(self.steady_rate, sample, STEADY_RATE_SMOOTHING)
         try:
             report = self._step()
         except Exception as error:  # fail the rows it was admitting if their prefill failed, else the running ones
@@ -334,8 +338,7 @@ class Scheduler:
                 failed = self.batch.rows if self.batch else []
                 self.batch = None
             report = _StepReport(failed=failed, error=error)
-            started = 0.0  # no rate sample across a failure
-        self._previous = (started, report.rows) if started else None
+        self._previous = None if report.error else (started, report.rows)  # no rate sample across a failure
         report.running = len(self.batch.rows) if self.batch is not None else 0
         with self._lock:
             more = bool(self.waiting) or self.batch is not None
@@ -386,8 +389,8 @@ class Scheduler:
         self._last_shed_scan = now
         running = self.batch.rows if self.batch is not None else []
         running_tokens = sum(row.input.max_new_tokens - len(row.ids) for row in running)
-        # list() copies the deque at once (the event loop may append to it meanwhile).
         step_s = self.config.max_rows / rate if self.config.policy == "continuous" else 0.0
+        # list() copies the deque at once (the event loop may append to it meanwhile).
         late = late_rows(list(self.waiting), running_tokens, rate, step_s, now)
         for item in late:
             for row in item.row.job.rows:

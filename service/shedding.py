@@ -53,14 +53,12 @@ def late_rows(waiting: Iterable[Row], running_tokens: int, rate: float, step_s: 
     ahead = running_tokens
     late: list[Late] = []
     for row in waiting:
+        if row.cancelled:  # leaves at admission: no work, nothing to refuse
+            continue
         own = row.input.max_new_tokens
-        job = row.job
-        deadline = job.deadline if job is not None else None
-        if deadline is not None and not row.cancelled:
-            earliest_finish = now + max((ahead + own) / rate, own * step_s)
-            if earliest_finish > deadline:
-                late.append(Late(row, ahead / rate))
-                continue  # refused: no work ahead of the rows behind it
-        if not row.cancelled:
-            ahead += own
+        deadline = row.job.deadline if row.job is not None else None
+        if deadline is not None and now + max((ahead + own) / rate, own * step_s) > deadline:
+            late.append(Late(row, ahead / rate))
+            continue  # refused: no work ahead of the rows behind it
+        ahead += own
     return late
