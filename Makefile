@@ -18,11 +18,11 @@ LOAD_TIME   ?= 30s
 SOAK_MINUTES ?= 10
 REPORTS     ?= reports
 CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --weight-drop 0 --no-tie-weights \
-               --bptt 100 --batch-size 32 --optimizer adam --lr 2e-3 --no-average-weights
+               --bptt 100 --batch-size 32 --optimizer adam --lr 2e-3 --no-average-weights --recency-window 0
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve bench-words test bench bench-peers bench-engine soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve bench-words bench-cost test bench bench-peers bench-engine soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench-peers: model ## The service against LitServe and plain FastAPI on the same
 
 bench-words: install ## Word-level top-1/top-5 of /predict_next, the word model against the character model
 	$(BIN)/python -m bench.next_word_accuracy $(MODEL) $(MODEL_NAME)-char:latest
+
+bench-cost: install ## Serving cost per query of MODEL against BASELINE=<tag>, in process, interleaved (batch 1 and 128)
+	$(BIN)/python -m bench.model_cost $(BASELINE) $(MODEL)
 
 bench-engine: model ## Benchmark the generation engine only: batching policies, state cache, streaming, overload
 	$(BIN)/python -m bench.engine --model $(MODEL)

@@ -25,6 +25,7 @@ from typing import Any
 
 import bentoml
 import torch
+from torch import Tensor, nn
 
 from models.rnn import ModelConfig
 from models.tokenizer import Tokenizer, TokenizerSettings
@@ -120,4 +121,31 @@ def prepare_for_inference(
     buffer = io.BytesIO()
     torch.jit.save(frozen, buffer)
     buffer.seek(0)
-    return torch.jit.load(buffer, map_location=weight.device).eval(), dtype
+    loaded = torch.jit.load(buffer, map_location=weight.device).eval()
+    if len(loaded.decode.schema.arguments) == 2:  # self, hidden: saved before decode took the state
+        loaded = torch.jit.script(StatelessDecode(loaded))
+    return loaded, dtype
+
+
+class StatelessDecode(nn.Module):
+    """An entry saved before the recency cache (``models.recency``): its ``decode(hidden)`` needs
+    no state, and gets the ``decode(hidden, state)`` that serving calls."""
+
+    def __init__(self, model: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return self.model(tokens, state)
+
+    @torch.jit.export
+    def encode(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return self.model.encode(tokens, state)
+
+    @torch.jit.export
+    def decode(self, hidden: Tensor, state: Tensor, recency: bool = True) -> Tensor:
+        return self.model.decode(hidden)
+
+    @torch.jit.export
+    def zero_state(self, batch_size: int) -> Tensor:
+        return self.model.zero_state(batch_size)

@@ -5,11 +5,13 @@ One contract for training, export and serving::
     logits, state = model(tokens, state)
     # tokens: (B, T) int64   state: (S, L, B, H)   logits: (B, T, V)
 
-where S is 2 for an LSTM (``h`` and ``c`` stacked) and 1 otherwise, L the
-number of layers and H the hidden size. ``model.zero_state(batch_size)`` gives
-the initial state, so callers never special-case the architecture.
-``forward`` is ``decode(encode(...))``; serving calls the two halves itself to
-run the (B*T, H) x (H, V) decoder only at the positions it needs. The module
+where S is 2 for an LSTM (``h`` and ``c`` stacked) and 1 otherwise, plus the
+slots of the recency cache's window when it has one (``models.recency``), L
+the number of layers and H the hidden size. ``model.zero_state(batch_size)``
+gives the initial state, so callers never special-case the architecture.
+Serving calls the two halves of ``forward`` itself, ``encode`` then
+``decode(hidden, state)`` with the state ``encode`` returned, to run the
+(B*T, H) x (H, V) decoder only at the positions it needs. The module
 is written for ``torch.jit.script``: each architecture is wrapped in a small
 core with the same ``(x, state) -> (y, state)`` signature.
 """
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from models.adaptive_softmax import AdaptiveInput, AdaptiveSoftmax
+from models.recency import RecencyCache, cache_slots
 
 ARCHITECTURES = ("rnn", "lstm", "gru")
 
@@ -43,6 +46,11 @@ class ModelConfig:
     # Empty: a full (H, V) decoder. Else models.adaptive_softmax with these cluster edges
     # (tied: with the adaptive input embedding of the same module).
     softmax_cutoffs: tuple[int, ...] = ()
+    # The recency cache (models.recency): the last recency_window words kept in the state, mixed in
+    # with recency_weight, each weighted exp(-recency_decay * age). Window 0: none.
+    recency_window: int = 0
+    recency_decay: float = 0.0
+    recency_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -53,13 +61,18 @@ class ModelConfig:
         object.__setattr__(self, "softmax_cutoffs", tuple(self.softmax_cutoffs))  # a list when read from JSON
 
     @property
-    def state_slots(self) -> int:
+    def recurrent_slots(self) -> int:
         return 2 if self.architecture == "lstm" else 1
 
     @property
+    def state_slots(self) -> int:
+        return self.recurrent_slots + cache_slots(self.recency_window, self.num_layers, self.hidden_size)
+
+    @property
     def log_probabilities(self) -> bool:
-        """Whether ``decode`` returns normalized log-probabilities (the adaptive softmax) or raw logits."""
-        return bool(self.softmax_cutoffs)
+        """Whether ``decode`` returns normalized log-probabilities (the adaptive softmax, or any
+        model with a recency cache) or raw logits."""
+        return bool(self.softmax_cutoffs) or self.recency_window > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,11 +132,15 @@ class LockedDropout(nn.Module):
 
 
 class RecurrentLM(nn.Module):
-    """Embedding -> N recurrent layers -> linear decoder, with dropout and optional tying."""
+    """Embedding -> N recurrent layers -> linear decoder, with dropout, optional tying and recency cache."""
+
+    __constants__ = ["recurrent_slots", "normalized"]
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        self.recurrent_slots = config.recurrent_slots
         self.state_slots = config.state_slots
+        self.normalized = bool(config.softmax_cutoffs)  # the decoder returns log-probabilities
         self.num_layers = config.num_layers
         self.hidden_size = config.hidden_size
         # Empty; it follows the model's .to(dtype / device), so zero_state need not know which weights exist.
@@ -147,27 +164,53 @@ class RecurrentLM(nn.Module):
             # Press & Wolf 2016, Inan et al. 2016: sharing input and output embeddings
             # lowers perplexity and saves V*H parameters.
             self.decoder.weight = self.embedding.weight
+        self.recency = RecencyCache(
+            config.recency_window, config.num_layers, config.hidden_size, config.recency_decay, config.recency_weight
+        )
 
     def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        hidden, state = self.encode(tokens, state)
-        return self.decode(hidden), state
+        hidden, new_state = self.encode(tokens, state)
+        logits = self.decoder(self.dropout(hidden))  # (B, T, V)
+        if self.recency.window == 0 or self.recency.weight == 0.0:
+            return logits, new_state
+        rows, steps, vocab_size = logits.shape
+        windows = self.recency.windows(state[self.recurrent_slots :], tokens)  # (B, T, W, DIGITS)
+        flat = self.recency.mix(self._log_probs(logits).reshape(-1, vocab_size), windows.flatten(0, 1))
+        return flat.view(rows, steps, vocab_size), new_state
 
     @torch.jit.export
     def encode(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T) ids, (S, L, B, H) state -> (B, T, H) top-layer outputs, new state."""
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
-        return self.core(x, state)
+        if self.recency.window == 0:
+            return self.core(x, state)
+        out, recurrent = self.core(x, state[: self.recurrent_slots])
+        return out, torch.cat([recurrent, self.recency.push(state[self.recurrent_slots :], tokens)])
 
     @torch.jit.export
-    def decode(self, hidden: Tensor) -> Tensor:
-        """(..., H) top-layer outputs -> (..., V) next-word logits (log-probabilities when adaptive)."""
-        return self.decoder(self.dropout(hidden))
+    def decode(self, hidden: Tensor, state: Tensor, recency: bool = True) -> Tensor:
+        """(B, H) top-layer outputs and the (S, L, B, H) state ``encode`` returned with them ->
+        (B, V) next-word logits (log-probabilities when adaptive or with a recency cache).
+
+        ``recency=False`` leaves the recency cache out: sampling does, since a cache
+        fed the model's own samples favours them ever more and the text loops.
+        """
+        logits = self.decoder(self.dropout(hidden))
+        if self.recency.window == 0:
+            return logits
+        if self.recency.weight == 0.0 or not recency:
+            return self._log_probs(logits)
+        return self.recency.mix(self._log_probs(logits), self.recency.read(state[self.recurrent_slots :]))
+
+    def _log_probs(self, logits: Tensor) -> Tensor:
+        return logits if self.normalized else logits.log_softmax(-1)
 
     def loss(self, tokens: Tensor, targets: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy of (B, T) next-token targets, for training, and the new state.
 
-        The same as cross-entropy over ``forward``'s logits, but an adaptive
-        softmax scores each position only in its target's cluster.
+        The same as cross-entropy over ``forward``'s logits without the recency
+        cache (which is not trained), but an adaptive softmax scores each
+        position only in its target's cluster.
         """
         hidden, state = self.encode(tokens, state)
         hidden = self.dropout(hidden).reshape(-1, self.hidden_size)  # (B, T, H) -> (B*T, H)
@@ -177,7 +220,7 @@ class RecurrentLM(nn.Module):
 
     @torch.jit.export
     def zero_state(self, batch_size: int) -> Tensor:
-        """The initial state (S, L, B, H) on the model's device."""
+        """The initial state (S, L, B, H) on the model's device: an empty recency window too."""
         weight = self.dtype_and_device
         return torch.zeros(
             self.state_slots,

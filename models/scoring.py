@@ -93,7 +93,7 @@ class Scorer(nn.Module):
         state cache.
         """
         hidden, state = self.prefill(tokens, lengths, state, hidden)
-        logits = self.model.decode(hidden).float()  # (B, V)
+        logits = self.model.decode(hidden, state).float()  # (B, V)
         # (B, 1) log-sum-exp of each row: log 1 = 0 when the model already normalized it
         total = logits.new_zeros(logits.size(0), 1) if self.normalized else logits.logsumexp(dim=-1, keepdim=True)
         # exp(logit - logsumexp) for the top words only, without a (B, V) softmax.

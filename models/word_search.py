@@ -94,7 +94,7 @@ class WordSearch:
         found: list[list[tuple[float, str]]] = [[] for _ in range(rows)]
         line_break = torch.zeros(rows, device=device)
         for step in range(MAX_WORD_CHARACTERS):
-            log_probs = self.model.decode(hidden).float().log_softmax(-1).view(rows, width, vocab_size)
+            log_probs = self.model.decode(hidden, state).float().log_softmax(-1).view(rows, width, vocab_size)
             if step == 0:
                 line_break = log_probs[:, 0, self.vocab.line_break_id].exp()
             total = score.unsqueeze(2) + log_probs  # (B, W, V)

@@ -227,7 +227,8 @@ class Predictor:
         Returns each row with its new token id, or None when the row ended
         the text (``<eot>`` is not part of the output).
         """
-        logits = self.model.decode(batch.hidden).float()  # (A, V), a fresh tensor
+        # The model alone: the recency cache would favour the text's own samples (models.recency).
+        logits = self.model.decode(batch.hidden, batch.state, False).float()  # (A, V), a fresh tensor
         logits[:, self.vocab.unk_id] = float("-inf")  # never generated; one column, not a (A, V) pass
         uniforms = draw_uniforms([row.generator for row in batch.rows], self.device)
         chosen = choose_next(logits, batch.params, uniforms).tolist()

@@ -13,6 +13,7 @@ import torch
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
+from models.bundle import load_bundle
 from models.device import pick_dtype, precision_name
 from service.launcher import Server
 from tests.http_calls import generate, predict
@@ -92,20 +93,29 @@ def batch_count_over_one(client: httpx.Client) -> float:
     return count - ones
 
 
-def test_greedy_generation_is_repeated_argmax(client: httpx.Client) -> None:
+def test_greedy_generation_is_the_models_argmax_and_predict_next_adds_recency(
+    client: httpx.Client, tiny_model_tag: str
+) -> None:
+    """Greedy /generate takes the model's own likeliest token at each step; /predict_next's
+    top word for the same text is the likeliest with the recency cache mixed in."""
+    cpu = torch.device("cpu")
+    bundle = load_bundle(tiny_model_tag, cpu, pick_dtype("auto", cpu))
+    words = [i for i, _ in enumerate(bundle.vocab.words) if i not in bundle.vocab.special_ids]
     prompt = "The game was"
     (result,) = generate(client, {"prompt": prompt, "max_new_tokens": 8, "temperature": 0})
     assert result["finish_reason"] in ("length", "eos")
-    context = prompt
-    for token in result["tokens"]:
-        (nxt,) = predict(client, {"text": context, "top_k": 1})
-        if token == "<eos>":  # a line break: never a prediction, but its probability is reported
-            assert nxt["line_break_probability"] >= nxt["predictions"][0]["probability"]
-            context += "\n"
-        else:
-            assert nxt["predictions"][0]["word"] == token
-            assert nxt["line_break_probability"] <= nxt["predictions"][0]["probability"]
-            context += " " + token
+    ids = [bundle.vocab.line_break_id, *bundle.vocab.encode(bundle.tokenizer.tokenize(prompt))]
+    with torch.inference_mode():
+        hidden, state = bundle.model.encode(torch.tensor([ids]), bundle.model.zero_state(1))
+        alone = bundle.model.decode(hidden[:, -1], state, False)[0]
+        mixed = bundle.model.decode(hidden[:, -1], state)[0]
+        (nxt,) = predict(client, {"text": prompt, "top_k": 1})
+        assert nxt["predictions"][0]["word"] == bundle.vocab.words[words[int(mixed[words].argmax())]]
+        for token in result["tokens"]:
+            alone[bundle.vocab.unk_id] = float("-inf")  # never generated
+            assert bundle.vocab.words[int(alone.argmax())] == token
+            hidden, state = bundle.model.encode(torch.tensor([[bundle.vocab.encode([token])[0]]]), state)
+            alone = bundle.model.decode(hidden[:, -1], state, False)[0]
 
 
 def test_generate_fields_and_finish_reasons(client: httpx.Client) -> None:

@@ -6,9 +6,11 @@ import sys
 import bentoml
 import pytest
 import torch
+from torch import Tensor, nn
 
 from models.bundle import SERVING_METHODS, load_bundle, prepare_for_inference
 from models.rnn import ModelConfig, RecurrentLM
+from models.scoring import compile_scorer
 from service.launcher import REPO
 from training.corpus import load_corpus
 from training.data import encode_stream
@@ -38,6 +40,9 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
     assert 0 < typing["keystroke_savings"] < 1 and typing["words"] > 0
     for hits in ("next_word", "after_1_letter", "after_2_letters"):
         assert 0 < typing[f"{hits}_top1"] <= typing[f"{hits}_top3"] < 1
+    recency = meta["recency"]  # the recency cache's tuning, and the model's score without it
+    assert meta["model_config"]["recency_weight"] == recency["weight"]
+    assert meta["test_perplexity"] <= recency["test_perplexity_without"]
 
     bundle = load_bundle(tiny_model_tag, torch.device("cpu"))
     again = load_bundle(tiny_model_tag, torch.device("cpu"))
@@ -66,6 +71,40 @@ def test_an_entry_frozen_before_the_cast_stays_float32() -> None:
     frozen = torch.jit.freeze(scripted, preserved_attrs=SERVING_METHODS)
     model, dtype = prepare_for_inference(frozen, torch.bfloat16)
     assert dtype == torch.float32 and model.zero_state(1).dtype == torch.float32
+
+
+class DecodeWithoutState(nn.Module):
+    """The model contract as entries saved before the recency cache have it: ``decode(hidden)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(30, 8)
+        self.decoder = nn.Linear(8, 30)
+
+    def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        hidden, state = self.encode(tokens, state)
+        return self.decode(hidden), state
+
+    @torch.jit.export
+    def encode(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return self.embedding(tokens), state
+
+    @torch.jit.export
+    def decode(self, hidden: Tensor) -> Tensor:
+        return self.decoder(hidden)
+
+    @torch.jit.export
+    def zero_state(self, batch_size: int) -> Tensor:
+        return torch.zeros(1, 1, batch_size, 8)
+
+
+def test_an_entry_whose_decode_takes_no_state_is_served() -> None:
+    old = torch.jit.script(DecodeWithoutState())
+    model, _ = prepare_for_inference(old, torch.float32)
+    tokens = torch.tensor([[3, 4]])
+    hidden, state = model.encode(tokens, model.zero_state(1))
+    torch.testing.assert_close(model.decode(hidden[:, -1], state), old(tokens, old.zero_state(1))[0][:, -1])
+    compile_scorer(model)  # the serving path scripts against decode(hidden, state)
 
 
 @pytest.mark.parametrize(("precision", "tolerance"), [("float32", 1e-3), ("bfloat16", 0.02)])

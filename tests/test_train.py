@@ -20,7 +20,7 @@ from training.train import parse_args, train
 from training.weight_drop import add_weight_drop, remove_weight_drop
 from training.word_drop import add_word_drop
 
-SMALL = replace(TINY_TRAIN, hidden_size=16, max_vocab=500)
+SMALL = replace(TINY_TRAIN, hidden_size=16, max_vocab=500, recency_window=0)  # training alone
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,22 @@ def test_cli_options_map_to_config() -> None:
     assert parse_args(["--locked-dropout"]).locked_dropout and not parse_args([]).locked_dropout
     with pytest.raises(SystemExit):
         parse_args(["--dropout", "1.5"])
+
+
+def test_the_recency_cache_leaves_training_alone_and_is_tuned_after_it(corpus) -> None:
+    """The window rides in the state, but no loss reads it: the same weights as without it."""
+    with_cache, without = train(replace(SMALL, recency_window=200), corpus), train(SMALL, corpus)
+    trained = with_cache.model.state_dict()
+    assert all(torch.equal(weight, trained[name]) for name, weight in without.model.state_dict().items())
+    assert without.recency is None and with_cache.recency is not None
+    assert with_cache.test_without_recency.perplexity == pytest.approx(without.test.perplexity, rel=1e-5)
+    # Chosen on the validation split, it also lowers the held-out test perplexity, and the store records it.
+    assert with_cache.recency.weight > 0 and with_cache.test.perplexity < without.test.perplexity
+    config = with_cache.model_config
+    assert (config.recency_decay, config.recency_weight) == (with_cache.recency.decay, with_cache.recency.weight)
+    assert parse_args(["--recency-window", "0"]).recency_window == 0
+    with pytest.raises(SystemExit):
+        parse_args(["--recency-window", "-1"])
 
 
 def test_the_budget_stops_inside_an_epoch(corpus, capsys) -> None:
@@ -185,3 +201,15 @@ def test_averaging_starts_at_the_first_cut_and_keeps_the_mean(corpus, capsys, co
     best = min(float(line.split("valid ppl")[1].split("|")[0]) for line in lines if line.startswith("epoch"))
     assert outcome.valid.perplexity == pytest.approx(best, rel=1e-3)
     assert parse_args([]).average_weights and not parse_args(["--no-average-weights"]).average_weights
+
+
+def test_averaging_starts_by_its_share_of_the_budget(corpus, capsys) -> None:
+    """A machine too slow to see validation stall within the budget still averages its last epochs."""
+    train(replace(SMALL, epochs=3, patience=3, average_weights=True, average_by=1e-6), corpus)
+    lines = capsys.readouterr().out.splitlines()
+    cut = next(i for i, line in enumerate(lines) if "of the budget spent: the rate is cut by 4" in line)
+    assert lines[cut - 1].startswith("epoch  1") and lines[cut + 1].startswith("averaging the weights")
+    rates = [float(line.split("| lr ")[1].split()[0]) for line in lines if line.startswith("epoch")]
+    assert len(rates) == 3 and rates[1] <= rates[0] / 4
+    with pytest.raises(SystemExit):
+        parse_args(["--average-by", "0"])

@@ -26,7 +26,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -43,11 +43,13 @@ from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
 from training.keystrokes import TypingResult, format_typing, simulate_typing
+from training.recency_tuning import RecencyChoice, tune_recency
 from training.schedule import SCHEDULES, BudgetCosine
 from training.weight_drop import add_weight_drop, one_mask_per_window, remove_weight_drop
 from training.word_drop import add_word_drop
 
 VALIDATION_SAMPLE_TOKENS = 2_000
+RATE_CUT = 0.25  # the learning rate's factor at each cut
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,12 @@ class TrainConfig:
     # 147.6 against 152.4 test perplexity in the same budget (README, "Measured quality").
     average_weights: bool = True
     average_at_constant_rate: bool = False  # no cut after averaging starts (AWD-LSTM's NT-ASGD)
+    # With --average-weights and the plateau schedule: when an epoch ends past this share of the
+    # budget with no cut yet, cut the rate there, so a slower machine still averages its last epochs.
+    average_by: float = 0.6
+    # The recency cache (models.recency): the last N words in the state, mixed into the next-word
+    # distribution with a decay and weight chosen on the validation split after training. 0: none.
+    recency_window: int = 200
     max_minutes: float = 14.0
     seed: int = 1111
     device: str = "auto"
@@ -100,6 +108,8 @@ class TrainOutcome:
     valid: EvalResult
     test: EvalResult
     typing: TypingResult | None  # keystroke savings, for a word-level model
+    recency: RecencyChoice | None  # the recency cache's tuning, when the model has one
+    test_without_recency: EvalResult | None  # the test split scored by the model alone
     epochs_run: int
     train_seconds: float
     train_tokens: int
@@ -127,6 +137,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         locked_dropout=config.locked_dropout,
         tie_weights=config.tie_weights,
         softmax_cutoffs=config.softmax_cutoffs,
+        recency_window=config.recency_window,
     )
     model = RecurrentLM(model_config).to(device)
     add_weight_drop(model, config.weight_drop)
@@ -136,7 +147,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         f"{count_parameters(model):,} parameters, {train_stream.numel():,} training tokens on {device}"
     )
     optimizer = make_optimizer(config, model)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=config.lr_patience)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=RATE_CUT, patience=config.lr_patience)
 
     deadline = time.monotonic() + config.max_minutes * 60
     started = time.monotonic()
@@ -170,6 +181,12 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
             f"valid ppl {valid.perplexity:7.1f} | lr {optimizer.param_groups[0]['lr']:.2e}"
             f"{' | best' if improved else ''}"
         )
+        late = time.monotonic() - started >= config.average_by * config.max_minutes * 60
+        no_cut_yet = optimizer.param_groups[0]["lr"] == rate and average is None
+        if config.average_weights and cosine is None and late and no_cut_yet and not out_of_time:
+            for group in optimizer.param_groups:
+                group["lr"] *= RATE_CUT
+            print(f"{config.average_by:.0%} of the budget spent: the rate is cut by {1 / RATE_CUT:g}")
         if config.average_weights and average is None and optimizer.param_groups[0]["lr"] < rate:
             average = WeightAverage(model)  # the first cut: average from here on
             print("averaging the weights from now on (validated and kept: their mean)")
@@ -186,6 +203,16 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     remove_weight_drop(model)
     if word_drop is not None:
         word_drop.remove()
+    recency, test_without_recency = None, None
+    if config.recency_window:
+        test_without_recency = evaluate(model, test_stream, device)  # cache weight still 0
+        recency = tune_recency(model, valid_stream, device)
+        model_config = replace(model_config, recency_decay=recency.decay, recency_weight=recency.weight)
+        best_valid = evaluate(model, valid_stream, device)
+        print(
+            f"recency cache: decay {recency.decay:g}, weight {recency.weight:g}; validation perplexity "
+            f"{best_valid.perplexity:.1f} with it, {recency.perplexity_without:.1f} without"
+        )
     test = evaluate(model, test_stream, device)
     typing = None if tokenizer.characters else simulate_typing(model, test_stream, vocab, device)
     if typing is not None:
@@ -199,6 +226,8 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         best_valid,
         test,
         typing,
+        recency,
+        test_without_recency,
         epochs_run,
         train_seconds,
         train_stream.numel(),
@@ -306,6 +335,10 @@ def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
     }
     if outcome.typing is not None:
         metadata["test_typing"] = outcome.typing.to_dict()
+    if outcome.recency is not None and outcome.test_without_recency is not None:
+        metadata["recency"] = outcome.recency.to_dict() | {
+            "test_perplexity_without": outcome.test_without_recency.perplexity
+        }
     if outcome.tokenizer.level == "char":
         metadata["test_bits_per_character"] = outcome.test.bits_per_token
     tag = save_to_store(
@@ -392,10 +425,23 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         help="with --average-weights: no further learning-rate cut once averaging has started",
     )
     add(
+        "--average-by",
+        type=float,
+        default=defaults.average_by,
+        help="with --average-weights: cut the rate (and start averaging) at the first epoch's end past this share "
+        "of the budget, if validation has not stalled by then (1: only when it stalls)",
+    )
+    add(
         "--lr-patience",
         type=int,
         default=defaults.lr_patience,
         help="epochs without gain before the rate is cut (plateau)",
+    )
+    add(
+        "--recency-window",
+        type=int,
+        default=defaults.recency_window,
+        help="words of recent text whose repeats the model favours (a cache tuned on validation); 0: none",
     )
     add("--max-minutes", type=float, default=defaults.max_minutes, help="wall-clock budget for training")
     add("--seed", type=int, default=defaults.seed)
@@ -404,8 +450,11 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     for name in ("hidden_size", "num_layers", "batch_size", "bptt", "epochs", "patience", "min_freq"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr_patience < 0:
-        parser.error("--lr-patience must be at least 0")
+    for name in ("lr_patience", "recency_window"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be at least 0")
+    if not 0 < args.average_by <= 1:
+        parser.error("--average-by must be in (0, 1]")
     for name in ("dropout", "weight_drop", "word_drop"):
         if not 0 <= getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
