@@ -17,7 +17,7 @@ validation split after training (``training.recency_tuning``). It serves
 prediction, where the window holds the user's own words; sampling leaves it
 out (``RecurrentLM.decode(..., recency=False)``): fed the model's own
 samples it favours them ever more, and generated text loops (measured on
-the default model: 49% of tokens repeating one of the 20 before, against
+the default recipe's model: 49% of tokens repeating one of the 20 before, against
 33% without it).
 
 A state holds numbers in the model's dtype, and bfloat16 is exact for
