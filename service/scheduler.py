@@ -185,6 +185,9 @@ class Job:
 @dataclass
 class _StepReport:
     emitted: list[tuple[Row, int | None]] = field(default_factory=list)  # each decoded row and its token
+    # The rows that finished in this step, taken on the model thread: by the time the loop reads
+    # the report, later steps may have run, and a row's finish_reason may be that of a later step.
+    finished: list[Row] = field(default_factory=list)
     left: list[Row] = field(default_factory=list)  # cancelled rows that left without finishing
     shed: list[Late] = field(default_factory=list)  # queued rows too late to finish: refuse their jobs
     joined: list[Row] = field(default_factory=list)
@@ -278,6 +281,7 @@ class Scheduler:
                 job.finish(Shed(waited, self.config.timeout_s, max(1, math.ceil(late.retry_after_s))))
                 metrics.GENERATE_SHED.inc()
         generated = 0
+        finished = {id(row) for row in report.finished}
         for row, token in report.emitted:
             job = row.job
             if token is not None:
@@ -285,7 +289,7 @@ class Scheduler:
                 self.outstanding_tokens -= 1
             if job.queue is not None:
                 job.queue.put_nowait((row, token))
-            if row.finish_reason is not None:
+            if id(row) in finished:
                 self._leave(row)
         for row in report.left:
             self._leave(row)
@@ -374,6 +378,7 @@ class Scheduler:
             report.rows = len(self.batch.rows)
             self.threads_for(report.rows)
             report.emitted = self.predictor.step(self.batch)
+            report.finished = [row for row, _ in report.emitted if row.finish_reason is not None]
             if not self.batch.rows:
                 self.batch = None
         metrics.record_cache(self.predictor.cache)

@@ -9,6 +9,7 @@ was running, answer their requests with the error, and keep serving.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -70,4 +71,20 @@ def test_requests_submitted_while_steps_run_all_finish_in_order_of_their_own(eng
         return [len(output.tokens) for (output,) in await asyncio.gather(*jobs)]
 
     assert asyncio.run(scenario()) == list(range(1, 13))
+    assert scheduler.outstanding_tokens == 0
+
+
+def test_a_stream_gets_every_token_when_the_loop_falls_behind_the_steps(engine) -> None:
+    """The model thread runs steps ahead of the event loop; a report read late must still say
+    which rows finished at its own step, not at a later one (a stream once lost its last tokens)."""
+    scheduler, _ = engine
+
+    async def scenario() -> tuple[list[int | None], int]:
+        job = scheduler.submit([GenerateInput(**GREEDY, max_new_tokens=30)], stream=True)
+        time.sleep(0.5)  # the event loop is busy: every step runs before any report is read
+        tokens = [token async for _row, token in job.tokens()]
+        return tokens, len(job.rows[0].ids)
+
+    tokens, generated = asyncio.run(scenario())
+    assert len(tokens) == generated == 30
     assert scheduler.outstanding_tokens == 0
