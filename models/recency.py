@@ -77,13 +77,15 @@ class RecencyCache(nn.Module):
 
     def push(self, slots: Tensor, tokens: Tensor) -> Tensor:
         """The slots after the (B, T) ``tokens`` join the window (the oldest leave)."""
-        digits = torch.cat([self.read(slots), self.digits(tokens).to(slots.dtype)], dim=1)  # (B, W+T, DIGITS)
-        return self.write(digits[:, -self.window :], slots)
+        return self.write(self._extended(slots, tokens)[:, -self.window :], slots)
 
     def windows(self, slots: Tensor, tokens: Tensor) -> Tensor:
         """(B, T, W, DIGITS): the window as each of the (B, T) ``tokens`` leaves it."""
-        digits = torch.cat([self.read(slots), self.digits(tokens).to(slots.dtype)], dim=1)  # (B, W+T, DIGITS)
-        return digits.unfold(1, self.window, 1)[:, 1:].transpose(2, 3)  # (B, T, W, DIGITS)
+        return self._extended(slots, tokens).unfold(1, self.window, 1)[:, 1:].transpose(2, 3)
+
+    def _extended(self, slots: Tensor, tokens: Tensor) -> Tensor:
+        """(B, W+T, DIGITS): the window, then the (B, T) ``tokens``."""
+        return torch.cat([self.read(slots), self.digits(tokens).to(slots.dtype)], dim=1)
 
     def mix(self, log_probs: Tensor, digits: Tensor) -> Tensor:
         """(N, V) next-word log-probabilities and (N, W, DIGITS) windows -> the mixture's (N, V), in float32.
