@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bench.peers_run --model nextword:latest [--duration 5] [--rounds 3]
+    python -m bench.peers_run --model nextword:latest [--duration 5] [--rounds 5]
 
 The three servers are measured in interleaved rounds, A B C A B C ..., one
 server running at a time, with the same load generator (wrk, as
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.peers_run", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="nextword:latest", help="model tag in the BentoML store")
     parser.add_argument("--duration", type=float, default=5, help="seconds per run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "peers.json"))
     args = parser.parse_args(argv)
     print("tuning LitServe's batching (64 clients, one input per request):")
