@@ -7,17 +7,21 @@ Usage::
 
     install_process_wide()           # once, at import
     wear(NextWord, {"/predict_next", ...})  # after the @bentoml.service class
+    return next_word_response(outputs)  # from /predict_next
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import Response
+
 from service.body_limit import BodySizeLimit
 from service.http_errors import JSONErrors
 from service.logs import install as install_quiet_client_errors
 from service.openapi import ServeContract
 from service.protocol_errors import install as install_json_protocol_errors
+from service.schemas import NEXT_WORD_OUTPUTS, NextWordOutput
 from service.settings import SETTINGS
 from service.timeout import install as install_request_timeout
 
@@ -36,3 +40,13 @@ def wear(service: Any, api_routes: set[str]) -> None:
     service.add_asgi_middleware(
         ServeContract, bentoml_spec=lambda: service.openapi_spec.asdict(), api_routes=api_routes
     )
+
+
+def next_word_response(outputs: list[NextWordOutput]) -> Response:
+    """/predict_next's body in one pydantic-core call.
+
+    Given the list, BentoML dumps the models to dicts twice and encodes them
+    with the json module. Measured at 64 clients, where the event loop is the
+    bottleneck: 14% more of its CPU per request (about 1,000 against 860 us).
+    """
+    return Response(NEXT_WORD_OUTPUTS.dump_json(outputs), media_type="application/json")

@@ -30,7 +30,6 @@ from typing import Any
 
 import bentoml
 import torch
-from pydantic import TypeAdapter
 from torch import Tensor
 
 from models.bundle import ModelBundle, load_bundle
@@ -39,11 +38,9 @@ from models.device import pick_dtype
 from models.scoring import compile_scorer
 from models.word_search import WordSearch, fragment_of, phase_after
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
-from service.schemas import GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
+from service.schemas import NEXT_WORD_OUTPUTS, GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
 from service.settings import SETTINGS
 from service.state_cache import StateCache
-
-NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])
 
 
 @dataclass
