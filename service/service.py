@@ -23,7 +23,6 @@ import signal
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -35,9 +34,10 @@ from starlette.staticfiles import StaticFiles
 from models.bundle import check_entry
 from models.device import pick_device, precision_name
 from service import metrics
-from service.batcher import MicroBatcher
+from service.batcher import RUN_HERE_UP_TO, MicroBatcher
 from service.http_stack import install_process_wide, next_word_response, wear
 from service.inference import load_predictor
+from service.model_thread import ModelThread
 from service.scheduler import Overloaded, Scheduler, SchedulerConfig, Shed
 from service.schemas import (
     GenerateBatch,
@@ -102,7 +102,7 @@ class NextWord:
         # say) leaves more OpenMP threads than cores, and libgomp then sleeps at
         # every barrier instead of spinning. Measured: a batch of 128 took 12 ms
         # instead of 8 once any second thread had run torch.
-        model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nextword-model")
+        model_thread = ModelThread()
         try:
             bundle, self.predictor = model_thread.submit(load_predictor, self.stored_model, device).result()
         except Exception as error:  # a corrupt or incompatible store entry: no worker could ever serve it
@@ -128,7 +128,9 @@ class NextWord:
         # again while serving. Measured at 64 clients: +4 to +8% requests/s.
         gc.freeze()
         merge = SETTINGS.batching == "on"
-        self.predict_batcher = MicroBatcher(self._predict_batch, model_thread, SETTINGS.max_batch_size, merge)
+        self.predict_batcher = MicroBatcher(
+            self._predict_batch, model_thread, SETTINGS.max_batch_size, merge, run_here_up_to=RUN_HERE_UP_TO
+        )
         precision = precision_name(bundle.dtype)
         metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type, precision).set(1)
         logger.info(

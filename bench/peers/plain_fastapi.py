@@ -1,7 +1,7 @@
 """The same model behind a plain FastAPI + uvicorn app, with the project's own micro-batcher.
 
 What the service would be without BentoML: the same ``Predictor`` (state
-cache included), the same greedy ``MicroBatcher`` on one model thread, the
+cache included), the same greedy ``MicroBatcher`` on one model thread (a lone request on the loop's), the
 same request and response bodies, uvicorn with uvloop and httptools. It
 answers ``POST /predict_next`` only.
 
@@ -13,7 +13,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
 import torch
@@ -21,18 +20,20 @@ import uvicorn
 from fastapi import FastAPI
 
 from models.device import pick_device
-from service.batcher import MicroBatcher
+from service.batcher import RUN_HERE_UP_TO, MicroBatcher
 from service.inference import load_predictor
+from service.model_thread import ModelThread
 from service.schemas import NextWordOutput, PredictRequest
 from service.settings import SETTINGS
 
 
 def create_app(model_tag: str) -> FastAPI:
-    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-model")
+    model_thread = ModelThread("peer-model")
     device = pick_device(SETTINGS.device)
     _, predictor = model_thread.submit(load_predictor, bentoml.models.get(model_tag), device).result()
     model_thread.submit(torch.set_num_threads, SETTINGS.threads_per_worker(spare_loop_core=True)).result()
-    batcher = MicroBatcher(predictor.predict_next, model_thread, SETTINGS.max_batch_size)
+    torch.set_num_threads(1)  # this thread's own, for the lone requests it runs: it will run the event loop
+    batcher = MicroBatcher(predictor.predict_next, model_thread, SETTINGS.max_batch_size, run_here_up_to=RUN_HERE_UP_TO)
     app = FastAPI()
 
     @app.post("/predict_next")
