@@ -101,7 +101,9 @@ class NextWord:
         # only sets the caller's: a second team (from loading on the main thread,
         # say) leaves more OpenMP threads than cores, and libgomp then sleeps at
         # every barrier instead of spinning. Measured: a batch of 128 took 12 ms
-        # instead of 8 once any second thread had run torch.
+        # instead of 8 once any second thread had run torch with two threads.
+        # The one exception, a lone one-input request while this thread is idle
+        # (service.batcher), runs on the loop's thread with one torch thread: no team.
         model_thread = ModelThread()
         try:
             bundle, self.predictor = model_thread.submit(load_predictor, self.stored_model, device).result()
