@@ -11,9 +11,18 @@ from __future__ import annotations
 import gc
 
 import bentoml
+from starlette.responses import Response
 
+from service.direct_route import DirectHandler
 from service.http_stack import install_process_wide, next_word_response, wear
-from service.schemas import NextWordBatch, NextWordOutput, NextWordResults, WordProbability
+from service.schemas import (
+    NextWordBatch,
+    NextWordInput,
+    NextWordOutput,
+    NextWordResults,
+    PredictRequest,
+    WordProbability,
+)
 from service.settings import SETTINGS
 
 install_process_wide()  # as the service does
@@ -22,17 +31,24 @@ FIXED = NextWordOutput(
     tokens=10,
     unknown=0,
 )
+PREDICT_NEXT_DIRECT = DirectHandler(PredictRequest)  # as the service does
 
 
 @bentoml.service(name="nextword-floor", **SETTINGS.service_config())
 class Floor:
     def __init__(self) -> None:
         gc.freeze()  # as the service does after warm-up
+        if SETTINGS.direct_route:
+            PREDICT_NEXT_DIRECT.serve(lambda request: self.answer_predict_next(request.inputs))
 
-    @bentoml.api(**SETTINGS.api_options())
+    @bentoml.api(input_spec=PredictRequest, **SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
-        outputs = [FIXED] * len(inputs)
-        return outputs if SETTINGS.batching == "adaptive" else next_word_response(outputs)  # as the service does
+        if SETTINGS.batching == "adaptive":
+            return [FIXED] * len(inputs)
+        return await self.answer_predict_next(inputs)  # as the service does
+
+    async def answer_predict_next(self, inputs: list[NextWordInput]) -> Response:
+        return next_word_response([FIXED] * len(inputs))
 
 
-wear(Floor, {"/predict_next"})  # as the service does
+wear(Floor, {"/predict_next"}, {"/predict_next": PREDICT_NEXT_DIRECT})  # as the service does

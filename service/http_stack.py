@@ -6,7 +6,7 @@ by the model, and a layer added here is measured in both.
 Usage::
 
     install_process_wide()           # once, at import
-    wear(NextWord, {"/predict_next", ...})  # after the @bentoml.service class
+    wear(NextWord, {"/predict_next", ...}, {"/predict_next": PREDICT_NEXT})  # after the @bentoml.service class
     return next_word_response(outputs)  # from /predict_next
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from starlette.responses import Response
 
 from service.body_limit import BodySizeLimit
+from service.direct_route import DirectHandler, DirectRoute
 from service.http_errors import JSONErrors
 from service.logs import install as install_quiet_client_errors
 from service.openapi import ServeContract
@@ -33,13 +34,16 @@ def install_process_wide() -> None:
     install_json_protocol_errors()
 
 
-def wear(service: Any, api_routes: set[str]) -> None:
-    """The body size limit, every error as JSON in one shape, and the published contract on /docs.json."""
+def wear(service: Any, api_routes: set[str], direct_routes: dict[str, DirectHandler]) -> None:
+    """The body size limit, every error as JSON in one shape, the published contract on /docs.json,
+    and the routes answered without BentoML's generic route (innermost: every layer above applies to them)."""
     service.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)
     service.add_asgi_middleware(JSONErrors, api_routes=api_routes)
     service.add_asgi_middleware(
         ServeContract, bentoml_spec=lambda: service.openapi_spec.asdict(), api_routes=api_routes
     )
+    for path, handler in direct_routes.items():
+        service.add_asgi_middleware(DirectRoute, path=path, handler=handler, server_name=service.name)
 
 
 def next_word_response(outputs: list[NextWordOutput]) -> Response:

@@ -19,6 +19,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
 BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+CLIENT_ERROR_LINE = "%s %s -> %d (%s)"
 
 
 def client_error_status(error: BaseException) -> int | None:
@@ -43,11 +44,15 @@ class ClientErrorsOnOneLine(logging.Filter):
         if status is None:
             return True
         path, method = record.args if isinstance(record.args, tuple) and len(record.args) == 2 else ("?", "?")
-        record.msg = "%s %s -> %d (%s)"
-        record.args = (method, path, status, client_error_fields(error))
+        record.msg, record.args = CLIENT_ERROR_LINE, (method, path, status, client_error_fields(error))
         record.exc_info = record.exc_text = None
         record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+
+def log_client_error(method: str, path: str, status: int, error: BaseException) -> None:
+    """The same one line for a client error answered outside BentoML's route (``service.direct_route``)."""
+    logging.getLogger(BENTOML_REQUEST_LOGGER).info(CLIENT_ERROR_LINE, method, path, status, client_error_fields(error))
 
 
 def install() -> None:

@@ -28,13 +28,14 @@ from typing import NoReturn, TypeVar
 
 import bentoml
 import torch
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from models.bundle import check_entry
 from models.device import pick_device, precision_name
 from service import metrics
 from service.batcher import RUN_HERE_UP_TO, MicroBatcher
+from service.direct_route import DirectHandler
 from service.http_stack import install_process_wide, next_word_response, wear
 from service.inference import load_predictor
 from service.model_thread import ModelThread
@@ -68,6 +69,9 @@ SMALL_BATCH = 8
 # finished batch, and Python makes it wait up to the switch interval (5 ms by
 # default). Measured at 64 clients: service/floor 0.70 at 5 ms, 0.74 at 0.2 ms.
 GIL_SWITCH_INTERVAL_S = 0.0002
+
+# /predict_next's JSON requests, answered by service.direct_route once the worker registers its handler.
+PREDICT_NEXT_DIRECT = DirectHandler(PredictRequest)
 
 
 def stored_model_or_exit(tag: str) -> bentoml.Model:
@@ -147,6 +151,8 @@ class NextWord:
             self.scheduler.rate,
             SETTINGS.state_cache_mb,
         )
+        if SETTINGS.direct_route:
+            PREDICT_NEXT_DIRECT.serve(lambda request: self.answer_predict_next(request.inputs))
         self.ready = True
 
     def __is_ready__(self) -> bool:
@@ -155,10 +161,13 @@ class NextWord:
     @bentoml.api(input_spec=PredictRequest, **SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         """Top-k next words, with probabilities, for each text prefix."""
-        outputs = await self.predict_batcher.submit(inputs)
         if SETTINGS.batching == "adaptive":  # BentoML's batching splits this list among the requests
-            return outputs
-        return next_word_response(outputs)
+            return await self.predict_batcher.submit(inputs)
+        return await self.answer_predict_next(inputs)
+
+    async def answer_predict_next(self, inputs: list[NextWordInput]) -> Response:
+        """/predict_next's answer, by BentoML's route or the direct one."""
+        return next_word_response(await self.predict_batcher.submit(inputs))
 
     @bentoml.api(input_spec=GenerateRequest)
     async def generate(self, inputs: GenerateBatch) -> GenerateResults:
@@ -239,4 +248,4 @@ def large_batch_threads(spare_loop_core: bool) -> int:
 DEMO_PAGE = Path(__file__).parent / "demo"  # the typing page: static files, served at /demo/
 API_ROUTES = {"/predict_next", "/generate", "/generate_stream"}
 NextWord.mount_asgi_app(StaticFiles(directory=DEMO_PAGE, html=True), path="/demo", name="demo")
-wear(NextWord, API_ROUTES)
+wear(NextWord, API_ROUTES, {"/predict_next": PREDICT_NEXT_DIRECT})

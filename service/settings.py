@@ -51,6 +51,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_TIMEOUT_S": ("60", "request timeout in seconds (504 past it)"),
     "NEXTWORD_MAX_CONCURRENCY": ("1024", "requests in flight per server; more get 429"),
     "NEXTWORD_ACCESS_LOG": ("off", "log every request: on or off"),
+    "NEXTWORD_DIRECT_ROUTE": (
+        "on",
+        "/predict_next's JSON requests answered by the service's own ASGI layer, not BentoML's generic route; "
+        "only with tracing off and batching not adaptive",
+    ),
     "NEXTWORD_TRACING_SAMPLE_RATE": (
         "0",
         "share of requests traced with OpenTelemetry, 0..1; at 0 the API routes skip the tracing middleware",
@@ -82,6 +87,7 @@ class Settings:
     timeout_s: int
     max_concurrency: int
     access_log: bool
+    direct_route_switch: bool
     tracing_sample_rate: float
 
     @classmethod
@@ -150,6 +156,7 @@ class Settings:
             timeout_s=integer("NEXTWORD_TIMEOUT_S", 1),
             max_concurrency=integer("NEXTWORD_MAX_CONCURRENCY", 1),
             access_log=switch("NEXTWORD_ACCESS_LOG"),
+            direct_route_switch=switch("NEXTWORD_DIRECT_ROUTE"),
             tracing_sample_rate=share("NEXTWORD_TRACING_SAMPLE_RATE"),
         )
 
@@ -167,6 +174,16 @@ class Settings:
         if self.tracing_sample_rate > 0:
             return {"sample_rate": self.tracing_sample_rate}
         return {"excluded_urls": list(UNTRACED_WHEN_OFF)}
+
+    @property
+    def direct_route(self) -> bool:
+        """Whether /predict_next takes the direct route (``service.direct_route``).
+
+        Not with tracing on: BentoML's route sets the request id the tracing
+        middleware found on each response. Not with adaptive batching: that is
+        BentoML's route's own dispatcher.
+        """
+        return self.direct_route_switch and self.tracing_sample_rate == 0 and self.batching != "adaptive"
 
     def api_options(self) -> dict:
         """Keyword arguments for ``@bentoml.api`` of /predict_next, which BentoML may batch."""
