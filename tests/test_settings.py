@@ -72,6 +72,7 @@ def test_memory_is_capped_by_the_container_memory_limit(tmp_path) -> None:
         ("NEXTWORD_MAX_QUEUED_TOKENS", "-5"),
         ("NEXTWORD_TRACING_SAMPLE_RATE", "1.5"),
         ("NEXTWORD_TRACING_SAMPLE_RATE", "some"),
+        ("NEXTWORD_DIRECT_ROUTE", "maybe"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -111,3 +112,10 @@ def test_the_service_sets_a_passive_openmp_wait_policy_unless_told(given: str | 
     code = "import service, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [expected, "False"]
+
+
+def test_the_direct_route_only_without_tracing_or_adaptive_batching() -> None:
+    assert Settings.from_env({}).direct_route
+    assert not Settings.from_env({"NEXTWORD_DIRECT_ROUTE": "off"}).direct_route
+    assert not Settings.from_env({"NEXTWORD_TRACING_SAMPLE_RATE": "0.1"}).direct_route
+    assert not Settings.from_env({"NEXTWORD_BATCHING": "adaptive"}).direct_route
