@@ -27,7 +27,8 @@ from service.launcher import REPO, Server
 CLIENTS = (1, 8, 32, 64)
 # (max_batch_size, batch_timeout in s): LitServe's own default is no batching (1, 0.0)
 LITSERVE_SWEEP = ((1, 0.0), (8, 0.0005), (16, 0.001), (64, 0.001), (64, 0.005), (128, 0.01))
-SERVERS = ("nextword", "plain_fastapi", "litserve")
+# nextword_bentoml_route: the service with NEXTWORD_DIRECT_ROUTE=off, to show what the direct route gains.
+SERVERS = ("nextword", "nextword_bentoml_route", "plain_fastapi", "litserve")
 
 
 def peer(name: str, model: str, *options: str) -> Server:
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, list[dict]]] = {s: {f"{kind}@{c}": [] for kind, _, c in loads} for s in SERVERS}
     starts = {
         "nextword": lambda: Server(env={"NEXTWORD_MODEL": args.model}),
+        "nextword_bentoml_route": lambda: Server(env={"NEXTWORD_MODEL": args.model, "NEXTWORD_DIRECT_ROUTE": "off"}),
         "plain_fastapi": lambda: peer("plain_fastapi", args.model),
         "litserve": lambda: peer("litserve", args.model, *litserve_options(batch_size, timeout)),
     }
@@ -103,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     s = results["servers"]
     results["ratios"] = {
         f"nextword_over_{other}_{load}": s["nextword"][load]["rps_median"] / s[other][load]["rps_median"]
-        for other in ("litserve", "plain_fastapi")
-        for load in ("1 input@64", "32 inputs@8")
+        for other in ("litserve", "plain_fastapi", "nextword_bentoml_route")
+        for load in ("1 input@1", "1 input@64", "32 inputs@8")
     }
     print(report(results))
     output = Path(args.output)
@@ -119,14 +121,14 @@ def report(r: dict) -> str:
     lines = [
         "",
         f"/predict_next, medians of {r['rounds']} interleaved rounds (min-max), {r['duration_s']:g} s each",
-        "  load              server          req/s (min-max)        p50 ms   p99 ms  errors",
+        "  load              server                  req/s (min-max)        p50 ms   p99 ms  errors",
     ]
     for load in r["servers"]["nextword"]:
         for name in SERVERS:
             m = r["servers"][name][load]
             span = f"({m['rps_min']:.0f}-{m['rps_max']:.0f})"
             lines.append(
-                f"  {load:16s}  {name:14s}  {m['rps_median']:6.0f} {span:15s}  {m['p50_ms_median']:7.1f}"
+                f"  {load:16s}  {name:22s}  {m['rps_median']:6.0f} {span:15s}  {m['p50_ms_median']:7.1f}"
                 f"  {m['p99_ms_median']:7.1f}  {m['errors']:6d}"
             )
     ratios = {key.replace("nextword_over_", "").replace(" ", "_"): value for key, value in r["ratios"].items()}
@@ -137,6 +139,9 @@ def report(r: dict) -> str:
         f"  nextword / plain FastAPI, 1 input, 64 clients: {ratios['plain_fastapi_1_input@64']:.2f}  [>= 1.0]",
         f"  nextword / LitServe, 32 inputs, 8 clients:     {ratios['litserve_32_inputs@8']:.2f}",
         f"  nextword / plain FastAPI, 32 inputs, 8 clients: {ratios['plain_fastapi_32_inputs@8']:.2f}",
+        f"  nextword / plain FastAPI, 1 input, 1 client:   {ratios['plain_fastapi_1_input@1']:.2f}",
+        f"  direct route / BentoML's route, 1 input, 64 clients: {ratios['nextword_bentoml_route_1_input@64']:.2f}",
+        f"  direct route / BentoML's route, 1 input, 1 client:   {ratios['nextword_bentoml_route_1_input@1']:.2f}",
     ]
     return "\n".join(lines)
 
