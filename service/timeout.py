@@ -12,7 +12,9 @@ minute; with the timer cancelled, memory and requests/s stay flat.
 the response starts; BentoML looks the class up when it builds the app, so it
 must run at import of the service module. Its behaviour is otherwise BentoML's:
 no response started within the timeout -> the request is cancelled and
-answered 504.
+answered 504. It runs the request in the caller's task under
+``asyncio.timeout``, where BentoML's starts a second task per request and
+waits for it (about 5% of the event loop's time at 64 clients).
 """
 
 from __future__ import annotations
@@ -29,27 +31,23 @@ class TimeoutMiddleware(traffic.TimeoutMiddleware):
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        started = loop.create_future()  # done when the response starts, or failed on timeout
-        timer = loop.call_later(self.timeout, self._set_timer_out, started)
+        started = False
 
         async def send_and_disarm(message: dict[str, Any]) -> None:
-            if not started.done():
-                started.set_result(None)
-                timer.cancel()  # the line BentoML's version lacks
+            nonlocal started
+            if not started:
+                started = True
+                deadline.reschedule(None)  # what BentoML's version lacks: its timer outlived the request
             await send(message)
 
-        handling = asyncio.ensure_future(self.app(scope, receive, send_and_disarm))
         try:
-            await started
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.app(scope, receive, send_and_disarm)
         except TimeoutError:
-            if handling.cancel():
-                body = {"error": f"Not able to process the request in {self.timeout} seconds", "detail": []}
-                await JSONResponse(body, status_code=504)(scope, receive, send)
-        else:
-            await handling
-        finally:
-            timer.cancel()
+            if not deadline.expired():  # the app's own TimeoutError, not ours
+                raise
+            body = {"error": f"Not able to process the request in {self.timeout} seconds", "detail": []}
+            await JSONResponse(body, status_code=504)(scope, receive, send)
 
 
 def install() -> None:

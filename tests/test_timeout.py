@@ -24,13 +24,13 @@ async def _call(middleware: TimeoutMiddleware) -> tuple[list[dict], list[asyncio
     """Run one HTTP request through ``middleware``; returns the messages sent and the timers armed."""
     loop = asyncio.get_running_loop()
     timers: list[asyncio.TimerHandle] = []
-    call_later = loop.call_later
+    call_at = loop.call_at  # call_later and asyncio.timeout both arm their timers through it
 
-    def recording_call_later(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
-        timers.append(call_later(*args, **kwargs))
+    def recording_call_at(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        timers.append(call_at(*args, **kwargs))
         return timers[-1]
 
-    loop.call_later = recording_call_later  # type: ignore[method-assign]
+    loop.call_at = recording_call_at  # type: ignore[method-assign]
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -42,7 +42,7 @@ async def _call(middleware: TimeoutMiddleware) -> tuple[list[dict], list[asyncio
     try:
         await middleware({"type": "http", "path": "/predict_next"}, receive, send)
     finally:
-        loop.call_later = call_later  # type: ignore[method-assign]
+        loop.call_at = call_at  # type: ignore[method-assign]
     return sent, timers
 
 
@@ -56,6 +56,26 @@ def test_slow_request_still_times_out_with_504() -> None:
     sent, _ = asyncio.run(_call(TimeoutMiddleware(_slow_app, timeout=0.05)))
     assert sent[0]["status"] == 504
     assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]
+
+
+async def _slow_stream(scope: dict, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await asyncio.sleep(0.2)  # past the timeout, once the response has started
+    await send({"type": "http.response.body", "body": b"late but whole"})
+
+
+def test_a_started_response_runs_past_the_timeout() -> None:
+    sent, _ = asyncio.run(_call(TimeoutMiddleware(_slow_stream, timeout=0.05)))
+    assert [m.get("status") for m in sent] == [200, None] and sent[1]["body"] == b"late but whole"
+
+
+async def _raises_its_own_timeout(scope: dict, receive: Any, send: Any) -> None:
+    raise TimeoutError("an upstream call of the app's own")
+
+
+def test_the_apps_own_timeout_error_is_not_a_504() -> None:
+    with pytest.raises(TimeoutError, match="of the app's own"):
+        asyncio.run(_call(TimeoutMiddleware(_raises_its_own_timeout, timeout=60)))
 
 
 def test_the_service_installs_it_in_place_of_bentomls(tiny_model_tag: str, monkeypatch: pytest.MonkeyPatch) -> None:
