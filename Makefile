@@ -22,7 +22,7 @@ CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --wei
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve bench-words bench-cost test bench bench-peers bench-engine soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve bench-words bench-cost test bench bench-peers bench-engine profile soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ bench-words: install ## Word-level top-1/top-5 of /predict_next, the word model 
 
 bench-cost: install ## Serving cost per query of MODEL against BASELINE=<tag>, in process, interleaved (batch 1 and 128)
 	$(BIN)/python -m bench.model_cost $(BASELINE) $(MODEL)
+
+profile: model ## Where the worker's time goes at 64 clients (py-spy, by thread and library); PROFILE_ENV='NAME=VALUE ...'
+	$(BIN)/python -m bench.profile --model $(MODEL) $(foreach e,$(PROFILE_ENV),--env $(e))
 
 bench-engine: model ## Benchmark the generation engine only: batching policies, state cache, streaming, overload
 	$(BIN)/python -m bench.engine --model $(MODEL)

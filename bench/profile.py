@@ -5,7 +5,8 @@ Usage::
     python -m bench.profile --model nextword:latest [--clients 64] [--seconds 8] [--env NEXTWORD_DIRECT_ROUTE=off]
 
 Starts the service, loads ``/predict_next`` with one input per request from
-wrk (as ``bench.run``), and records the worker process with py-spy (a dev
+wrk (as ``bench.run``), measures each thread's CPU time per request (psutil),
+then records the worker process with py-spy (a dev
 dependency; it needs the right to trace the process, as root here). Prints
 the share of samples per thread (the event loop, the model thread) and,
 of the event loop's, per library: the library whose code was running,
@@ -41,6 +42,7 @@ LIBRARIES = [
     ("json", r"/json/"),
     ("this project", r"/(service|models|bench)/"),
     ("torch", r"/torch/"),
+    ("Python's standard library", r"/lib/python3\.\d+/(?!site-packages/)"),
 ]
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^():]+):\d+\)$")
 # A thread blocked in one of these counts as idle: py-spy's own idle detection misses such waits.
@@ -54,6 +56,18 @@ def worker_pid(server: Server) -> int:
     if len(workers) != 1:
         raise RuntimeError(f"expected one worker process, found {[c.cmdline() for c in children]}")
     return workers[0].pid
+
+
+def cpu_per_request(pid: int, url: str, clients: int, seconds: float) -> tuple[float, dict[str, float]]:
+    """One wrk run without the profiler: requests/s, and each busy thread's CPU ms per request (psutil)."""
+    worker = psutil.Process(pid)
+    before = {t.id: t.user_time + t.system_time for t in worker.threads()}
+    rps = wrk(url, one_input(), clients, seconds)["rps"]
+    after = {t.id: t.user_time + t.system_time for t in worker.threads()}
+    used = {t: after[t] - before.get(t, 0.0) for t in after}
+    requests = rps * seconds
+    loop = used.pop(pid)  # the main thread, whose id is the process's, runs the event loop
+    return rps, {"event loop": loop / requests * 1000, "busiest other thread": max(used.values()) / requests * 1000}
 
 
 def library(file: str) -> str:
@@ -96,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         url = server.url + "/predict_next"
         wrk(url, one_input(), args.clients, 2)  # warm-up
         pid = worker_pid(server)
+        quiet_rps, cpu_ms = cpu_per_request(pid, url, args.clients, args.seconds)
         raw = Path(folder) / "raw.txt"
         load = subprocess.Popen(  # wrk runs a little longer than py-spy records
             [sys.executable, "-c", f"from bench.run import wrk, one_input; print(wrk({url!r}, one_input(), "
@@ -111,12 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep_raw:
             Path(args.keep_raw).write_text(raw.read_text())
     total, loop_total = sum(threads.values()), sum(loop.values())
+    print(
+        f"without the profiler: {quiet_rps:.0f} req/s; CPU per request: the event loop {cpu_ms['event loop']:.3f} ms, "
+        f"the busiest other thread (the model thread) {cpu_ms['busiest other thread']:.3f} ms"
+    )
     print(f"{args.clients} clients, one input per request, {rps:.0f} req/s; {total} samples at {args.rate} Hz")
     for name, count in threads.most_common():
         print(f"  {name:28s} {count / total:6.1%}")
     print("the event loop's samples, by the library running:")
     for name, count in loop.most_common():
         print(f"  {name:28s} {count / loop_total:6.1%}")
+    print("(py-spy slows the worker: compare shares, not the req/s above)")
     return 0
 
 
