@@ -22,7 +22,7 @@ CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --wei
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve bench-words bench-cost test bench bench-peers bench-engine profile soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve bench-words bench-cost test bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench-cost: install ## Serving cost per query of MODEL against BASELINE=<tag>, i
 
 profile: model ## Where the worker's time goes at 64 clients (py-spy, by thread and library); PROFILE_ENV='NAME=VALUE ...'
 	$(BIN)/python -m bench.profile --model $(MODEL) $(foreach e,$(PROFILE_ENV),--env $(e))
+
+bench-workers: model ## One worker against two, wrk pinned to core 0 (taskset), alternating rounds
+	$(BIN)/python -m bench.workers --model $(MODEL)
 
 bench-engine: model ## Benchmark the generation engine only: batching policies, state cache, streaming, overload
 	$(BIN)/python -m bench.engine --model $(MODEL)

@@ -120,11 +120,13 @@ def one_client_rounds(server: Server, floor: Server, query: CachedQuery, seconds
     return {"rounds": rounds, **medians}
 
 
-def wrk(url: str, body: object, connections: int, seconds: float) -> dict:
-    """One wrk run; returns requests/s, p50/p99 latency (ms) and error counts."""
+def wrk(url: str, body: object, connections: int, seconds: float, cpus: str | None = None) -> dict:
+    """One wrk run (pinned to ``cpus``, taskset's list, if given); returns requests/s, p50/p99 latency (ms)
+    and error counts."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         json.dump(body, file)
     command = [
+        *(["taskset", "-c", cpus] if cpus else []),
         "wrk",
         "-t1",
         f"-c{connections}",
