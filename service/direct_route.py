@@ -22,7 +22,7 @@ Usage::
 
     PREDICT = DirectHandler(PredictRequest)
     NextWord.add_asgi_middleware(DirectRoute, path="/predict_next", handler=PREDICT, server_name="nextword")
-    PREDICT.serve(self.answer_predict_next)  # in the worker's __init__, once it can serve
+    PREDICT.serve(lambda request: self.answer_predict_next(request.inputs))  # in the worker's __init__
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class DirectHandler:
 
 
 class DirectRoute:
+    """ASGI middleware: POSTs to ``path`` answered by ``handler`` once it is set; everything else passed on."""
+
     def __init__(self, app: Any, path: str, handler: DirectHandler, server_name: str) -> None:
         self.app = app
         self.path = path
