@@ -13,8 +13,7 @@ import gc
 import bentoml
 from starlette.responses import Response
 
-from service.direct_route import DirectHandler
-from service.http_stack import install_process_wide, next_word_response, wear
+from service.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
 from service.schemas import (
     NextWordBatch,
     NextWordInput,
@@ -31,15 +30,13 @@ FIXED = NextWordOutput(
     tokens=10,
     unknown=0,
 )
-PREDICT_NEXT_DIRECT = DirectHandler(PredictRequest)  # as the service does
 
 
 @bentoml.service(name="nextword-floor", **SETTINGS.service_config())
 class Floor:
     def __init__(self) -> None:
         gc.freeze()  # as the service does after warm-up
-        if SETTINGS.direct_route:
-            PREDICT_NEXT_DIRECT.serve(lambda request: self.answer_predict_next(request.inputs))
+        answer_predict_next_directly(self.answer_predict_next)  # as the service does
 
     @bentoml.api(input_spec=PredictRequest, **SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
@@ -51,4 +48,4 @@ class Floor:
         return next_word_response([FIXED] * len(inputs))
 
 
-wear(Floor, {"/predict_next"}, {"/predict_next": PREDICT_NEXT_DIRECT})  # as the service does
+wear(Floor, {"/predict_next"})  # as the service does

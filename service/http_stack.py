@@ -6,12 +6,14 @@ by the model, and a layer added here is measured in both.
 Usage::
 
     install_process_wide()           # once, at import
-    wear(NextWord, {"/predict_next", ...}, {"/predict_next": PREDICT_NEXT})  # after the @bentoml.service class
+    wear(NextWord, {"/predict_next", ...})  # after the @bentoml.service class
+    answer_predict_next_directly(self.answer_predict_next)  # in the worker's __init__, once it can serve
     return next_word_response(outputs)  # from /predict_next
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -22,7 +24,7 @@ from service.http_errors import JSONErrors
 from service.logs import install as install_quiet_client_errors
 from service.openapi import ServeContract
 from service.protocol_errors import install as install_json_protocol_errors
-from service.schemas import NEXT_WORD_OUTPUTS, NextWordOutput
+from service.schemas import NEXT_WORD_OUTPUTS, NextWordInput, NextWordOutput, PredictRequest
 from service.settings import SETTINGS
 from service.timeout import install as install_request_timeout
 
@@ -34,16 +36,27 @@ def install_process_wide() -> None:
     install_json_protocol_errors()
 
 
-def wear(service: Any, api_routes: set[str], direct_routes: dict[str, DirectHandler]) -> None:
+# /predict_next's JSON requests, answered by service.direct_route once the worker registers its answer.
+PREDICT_NEXT_DIRECT = DirectHandler(PredictRequest)
+
+
+def wear(service: Any, api_routes: set[str]) -> None:
     """The body size limit, every error as JSON in one shape, the published contract on /docs.json,
-    and the routes answered without BentoML's generic route (innermost: every layer above applies to them)."""
+    and /predict_next's direct route (innermost: every layer above applies to it)."""
     service.add_asgi_middleware(BodySizeLimit, max_bytes=SETTINGS.max_body_bytes)
     service.add_asgi_middleware(JSONErrors, api_routes=api_routes)
     service.add_asgi_middleware(
         ServeContract, bentoml_spec=lambda: service.openapi_spec.asdict(), api_routes=api_routes
     )
-    for path, handler in direct_routes.items():
-        service.add_asgi_middleware(DirectRoute, path=path, handler=handler, server_name=service.name)
+    service.add_asgi_middleware(
+        DirectRoute, path="/predict_next", handler=PREDICT_NEXT_DIRECT, server_name=service.name
+    )
+
+
+def answer_predict_next_directly(answer: Callable[[list[NextWordInput]], Awaitable[Response]]) -> None:
+    """Send /predict_next's JSON requests to ``answer`` by the direct route, where the settings allow it."""
+    if SETTINGS.direct_route:
+        PREDICT_NEXT_DIRECT.serve(lambda request: answer(request.inputs))
 
 
 def next_word_response(outputs: list[NextWordOutput]) -> Response:

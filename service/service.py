@@ -35,8 +35,7 @@ from models.bundle import check_entry
 from models.device import pick_device, precision_name
 from service import metrics
 from service.batcher import RUN_HERE_UP_TO, MicroBatcher
-from service.direct_route import DirectHandler
-from service.http_stack import install_process_wide, next_word_response, wear
+from service.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
 from service.inference import load_predictor
 from service.model_thread import ModelThread
 from service.scheduler import Overloaded, Scheduler, SchedulerConfig, Shed
@@ -69,9 +68,6 @@ SMALL_BATCH = 8
 # finished batch, and Python makes it wait up to the switch interval (5 ms by
 # default). Measured at 64 clients: service/floor 0.70 at 5 ms, 0.74 at 0.2 ms.
 GIL_SWITCH_INTERVAL_S = 0.0002
-
-# /predict_next's JSON requests, answered by service.direct_route once the worker registers its handler.
-PREDICT_NEXT_DIRECT = DirectHandler(PredictRequest)
 
 
 def stored_model_or_exit(tag: str) -> bentoml.Model:
@@ -151,8 +147,7 @@ class NextWord:
             self.scheduler.rate,
             SETTINGS.state_cache_mb,
         )
-        if SETTINGS.direct_route:
-            PREDICT_NEXT_DIRECT.serve(lambda request: self.answer_predict_next(request.inputs))
+        answer_predict_next_directly(self.answer_predict_next)
         self.ready = True
 
     def __is_ready__(self) -> bool:
@@ -248,4 +243,4 @@ def large_batch_threads(spare_loop_core: bool) -> int:
 DEMO_PAGE = Path(__file__).parent / "demo"  # the typing page: static files, served at /demo/
 API_ROUTES = {"/predict_next", "/generate", "/generate_stream"}
 NextWord.mount_asgi_app(StaticFiles(directory=DEMO_PAGE, html=True), path="/demo", name="demo")
-wear(NextWord, API_ROUTES, {"/predict_next": PREDICT_NEXT_DIRECT})
+wear(NextWord, API_ROUTES)
