@@ -37,7 +37,9 @@ from service.state_cache import StateCache
 
 PREFIX = "The game was released in North America on the same"  # 10 words
 CLIENTS = (1, 8, 32, 64)
-ONE_CLIENT_ROUNDS = 3
+# A lone client's p50 moves by a fifth from round to round on this shared machine (one run: the
+# service / (model + floor) ratio 0.88 to 1.23 over four rounds), so the median takes five.
+ONE_CLIENT_ROUNDS = 5
 IN_PROCESS_BATCHES = (1, 8, 32, 128)
 GENERATE_TOKENS = 20
 BATCHING_MODES = ("on", "adaptive", "off")  # NEXTWORD_BATCHING

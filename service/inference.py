@@ -114,7 +114,7 @@ class Predictor:
 
     def _encode_tokens(self, tokens: list[str]) -> Encoded:
         ids = self.vocab.encode(tokens)
-        return Encoded([self.vocab.line_break_id, *ids], len(ids), sum(i == self.vocab.unk_id for i in ids))
+        return Encoded([self.vocab.line_break_id, *ids], len(ids), ids.count(self.vocab.unk_id))
 
     def _split_fragment(self, item: NextWordInput) -> tuple[Encoded, str | None]:
         """The text to score, and the partly typed word at its end when the input asks to complete one."""
