@@ -236,17 +236,20 @@ def main(argv: list[str] | None = None) -> int:
     def predict(server: Server, clients: int) -> dict:
         return measured(server, "/predict_next", one_input(), clients, args.duration)
 
-    with Server("bench.floor_service:Floor", env) as floor:  # up throughout, used at 64 clients
+    # Both floors are up throughout, used at 64 clients (bench/floor_service.py).
+    with Server("bench.floor_service:Floor", env) as floor, Server("bench.floor_service:BatchedFloor", env) as batched:
         for batching in BATCHING_MODES:
             with Server(env={**env, "NEXTWORD_BATCHING": batching}) as server:
                 results[f"predict_batching_{batching}"] = {c: predict(server, c) for c in CLIENTS[:-1]}
                 if batching == "on":
-                    # The floor just before and just after the service's 64-client run:
+                    # The floors just before and just after the service's 64-client run:
                     # this machine's speed drifts by several % over minutes, and
-                    # bracketing keeps the drift out of the service / floor ratio.
+                    # bracketing keeps the drift out of the service / floor ratios.
                     results["floor_1"] = predict(floor, 1)
                     results["floor_64"] = [predict(floor, 64)]
+                    results["batched_floor_64"] = [predict(batched, 64)]
                     results["predict_batching_on"][64] = predict(server, 64)
+                    results["batched_floor_64"].append(predict(batched, 64))
                     results["floor_64"].append(predict(floor, 64))
                 else:
                     results[f"predict_batching_{batching}"][64] = predict(server, 64)
@@ -266,9 +269,13 @@ def main(argv: list[str] | None = None) -> int:
 
     on64, off64 = results["predict_batching_on"][64], results["predict_batching_off"][64]
     multi, one = results["predict_32_inputs_8_clients"], results["one_client"]
-    floor_rps = sum(m["rps"] for m in results["floor_64"]) / len(results["floor_64"])
+    floor_rps = statistics.mean(m["rps"] for m in results["floor_64"])
+    batched_floor_rps = statistics.mean(m["rps"] for m in results["batched_floor_64"])
     results["ratios"] = {
         "service_over_floor_64": on64["rps"] / floor_rps,
+        # What the batcher costs, and what the model costs beside it (the service's CPU and GIL).
+        "batched_floor_over_floor_64": batched_floor_rps / floor_rps,
+        "service_over_batched_floor_64": on64["rps"] / batched_floor_rps,
         "batching_on_over_off_64": on64["rps"] / off64["rps"],
         "batching_on_over_adaptive_64": on64["rps"] / results["predict_batching_adaptive"][64]["rps"],
         "multi_input_over_in_process_128": multi["rps"] * 32 / results["in_process_qps"][128],
@@ -302,7 +309,8 @@ def report(r: dict) -> str:
         )
 
     lines.append(row("HTTP floor", 1, r["floor_1"]))
-    lines += [row(f"HTTP floor, {when}", 64, m) for when, m in zip(("before", "after"), r["floor_64"], strict=True)]
+    for name, key in (("HTTP floor", "floor_64"), ("batched floor", "batched_floor_64")):
+        lines += [row(f"{name}, {when}", 64, m) for when, m in zip(("before", "after"), r[key], strict=True)]
     for batching in BATCHING_MODES:
         lines += [row(f"batching {batching}", c, m) for c, m in r[f"predict_batching_{batching}"].items()]
         lines.append(row(f"  {batching}, after 64", 1, r[f"predict_batching_{batching}_1_after_burst"]))
@@ -344,6 +352,8 @@ def report(r: dict) -> str:
         "",
         "ratios (targets in brackets)",
         f"  service / HTTP floor at 64 clients:           {ratios['service_over_floor_64']:.2f}  [>= 0.85]",
+        f"    batched floor / HTTP floor (the batcher):   {ratios['batched_floor_over_floor_64']:.2f}",
+        f"    service / batched floor (the model):        {ratios['service_over_batched_floor_64']:.2f}",
         f"  batching on / off at 64 clients:              {ratios['batching_on_over_off_64']:.2f}  [> 1]",
         f"  batching on / BentoML adaptive at 64 clients: {ratios['batching_on_over_adaptive_64']:.2f}",
         f"  32 inputs/request / in-process at batch 128:  {ratios['multi_input_over_in_process_128']:.2f}  [>= 0.70]",
