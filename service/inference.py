@@ -35,7 +35,7 @@ from torch import Tensor
 from models.bundle import ModelBundle, load_bundle
 from models.completion import PrefixIndex
 from models.device import pick_dtype
-from models.scoring import compile_scorer
+from models.scoring import compile_scorer, rows_per_decode
 from models.word_search import WordSearch, fragment_of, phase_after
 from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.schemas import NEXT_WORD_OUTPUTS, GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
@@ -103,7 +103,7 @@ class Predictor:
         self.cache = cache
         self.banned_ids = frozenset(self.vocab.special_ids)  # never offered to clients as words
         self.max_words = len(self.vocab) - len(self.banned_ids)
-        self.scorer = compile_scorer(self.model, bundle.config.log_probabilities)
+        self.scorer = compile_scorer(self.model, bundle.config.log_probabilities, rows_per_decode(device))
         self.words = PrefixIndex(self.vocab)
         self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
         # A character-level model finds next words by a search over characters.

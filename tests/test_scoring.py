@@ -95,3 +95,33 @@ def test_a_span_keeps_only_its_words_renormalized_and_leaves_other_rows_bit_for_
     assert torch.all(p[1, high - low :] == 0)
     # An empty span keeps nothing: no probability anywhere.
     assert mass[2] == 0 and torch.all(p[2] == 0)
+
+
+def test_rows_decoded_in_slices_get_the_answers_of_one_whole_batch(tiny_model_tag: str) -> None:
+    """Slices of 2 rows, completions in every slice: the same words, probabilities and masses."""
+    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
+    index = PrefixIndex(bundle.vocab)
+    texts = [*TEXTS, "she said that", "of", "the"]
+    rows = rows_of(bundle, texts)
+    tokens, lengths = padded(rows)
+    state = bundle.model.zero_state(len(rows))
+    low, high = index.span("th")
+    a_low, a_high = index.span("a")
+    # Rows 1, 2 and 5 complete a word: one in each slice of two, the last one's at its second row.
+    spans = torch.tensor([1, 2, 5]), torch.tensor([low, a_low, low]), torch.tensor([high, a_high, high])
+    answers = []
+    for rows_per_decode in (2, 64):
+        scorer = compile_scorer(bundle.model, bundle.config.log_probabilities, rows_per_decode)
+        with torch.inference_mode():
+            plain = scorer.top_words(tokens, lengths, state, state[0, 0], 7, 1)
+            completed = scorer.top_words(
+                tokens, lengths, state, state[0, 0], 7, 1, torch.tensor(index.sorted_ids), *spans
+            )
+        answers.append((plain, completed))
+    (plain_2, completed_2), (plain_64, completed_64) = answers
+    for sliced, whole in zip((*plain_2, *completed_2), (*plain_64, *completed_64), strict=True):
+        torch.testing.assert_close(sliced, whole, rtol=1e-6, atol=1e-7)
+    completed_ids = completed_2[1]
+    assert all(bundle.vocab.words[w].startswith("th") for w in completed_ids[5].tolist() if w)
+    assert all(bundle.vocab.words[w].startswith("a") for w in completed_ids[2].tolist() if w)
+    assert completed_2[2][0] == 1.0 and 0 < completed_2[2][1] < 1  # only the completing rows lose mass
