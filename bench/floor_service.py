@@ -36,6 +36,11 @@ FIXED = NextWordOutput(
 )
 
 
+def fixed_outputs(inputs: list[NextWordInput]) -> list[NextWordOutput]:
+    """A model that costs nothing."""
+    return [FIXED] * len(inputs)
+
+
 @bentoml.service(name="nextword-floor", **SETTINGS.service_config())
 class Floor:
     def __init__(self) -> None:
@@ -45,19 +50,14 @@ class Floor:
     @bentoml.api(input_spec=PredictRequest, **SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         if SETTINGS.batching == "adaptive":
-            return [FIXED] * len(inputs)
+            return fixed_outputs(inputs)
         return await self.answer_predict_next(inputs)  # as the service does
 
     async def answer_predict_next(self, inputs: list[NextWordInput]) -> Response:
-        return next_word_response([FIXED] * len(inputs))
+        return next_word_response(fixed_outputs(inputs))
 
 
 wear(Floor, {"/predict_next"})  # as the service does
-
-
-def fixed_outputs(inputs: list[NextWordInput]) -> list[NextWordOutput]:
-    """A model that costs nothing."""
-    return [FIXED] * len(inputs)
 
 
 @bentoml.service(name="nextword-floor-batched", **SETTINGS.service_config())

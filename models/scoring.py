@@ -119,6 +119,9 @@ class Scorer(nn.Module):
             parts.append(
                 self._top_rows(rows_hidden, rows_state, first, k, line_break_id, sorted_ids, completing, low, high)
             )
+        if len(parts) == 1:  # the usual case: no copies
+            probs, top_ids, mass, line_break = parts[0]
+            return probs, top_ids, mass, line_break, hidden, state
         probs = torch.cat([part[0] for part in parts])
         top_ids = torch.cat([part[1] for part in parts])
         mass = torch.cat([part[2] for part in parts])
