@@ -145,7 +145,8 @@ class Scorer(nn.Module):
         # (B, 1) log-sum-exp of each row: log 1 = 0 when the model already normalized it
         total = logits.new_zeros(logits.size(0), 1) if self.normalized else logits.logsumexp(dim=-1, keepdim=True)
         # exp(logit - logsumexp) for the top words only, without a (B, V) softmax.
-        top_logits, top_ids = top_k(logits, k)  # torch.topk's values, a few times faster (models.top_k)
+        # torch.topk's values, a few times faster, ties named by vocabulary id (models.top_k)
+        top_logits, top_ids = top_k(logits, k)
         probs = (top_logits - total).exp()
         line_break = (logits[:, line_break_id] - total[:, 0]).exp()  # (B,)
         mass = torch.ones(logits.size(0), dtype=probs.dtype, device=probs.device)
@@ -154,16 +155,18 @@ class Scorer(nn.Module):
                 row, first, last = int(completing[c]) - offset, int(low[c]), int(high[c])
                 if row < 0 or row >= logits.size(0):  # another slice's row
                     continue
-                ids = sorted_ids[first:last]  # (span,)
+                # The span's word ids in id order, so that top_k's lowest-column-first
+                # rule names equally likely words by vocabulary id, as the other rows do.
+                ids = sorted_ids[first:last].sort().values  # (span,)
                 kept = logits[row].index_select(0, ids)  # (span,)
                 probs[row] = 0.0
                 top_ids[row] = 0
                 mass[row] = 0.0
                 if last > first:
                     span_total = kept.logsumexp(dim=0)
-                    best, where = kept.topk(min(k, last - first))
-                    probs[row, : best.size(0)] = (best - span_total).exp()
-                    top_ids[row, : best.size(0)] = ids.index_select(0, where)
+                    best, where = top_k(kept.unsqueeze(0), min(k, last - first))
+                    probs[row, : best.size(1)] = (best[0] - span_total).exp()
+                    top_ids[row, : best.size(1)] = ids.index_select(0, where[0])
                     mass[row] = (span_total - total[row, 0]).exp()
         return probs, top_ids, mass, line_break
 

@@ -62,3 +62,34 @@ def test_a_lone_row_or_a_large_k_is_left_to_torch_topk() -> None:
     assert torch.equal(top_k(x, 5)[1], x.topk(5, dim=-1)[1])
     wide = torch.randn(3, 300, generator=torch.Generator().manual_seed(4))  # 8 * k * 64 > 300 for every k
     check_matches_torch(wide, 3)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 32])
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_equal_entries_are_named_lowest_column_first_also_at_the_kth_place(rows: int, k: int) -> None:
+    """Values from a handful of levels tie everywhere; the answer is the rows sorted by (-value, column)."""
+    generator = torch.Generator().manual_seed(rows * 10 + k)
+    x = torch.randint(0, 6, (rows, 16970), generator=generator).float()
+    for run in (top_k, scripted_top_k):
+        values, ids = run(x, k)
+        for row, row_values, row_ids in zip(x.tolist(), values.tolist(), ids.tolist(), strict=True):
+            expected = sorted(range(len(row)), key=lambda column: (-row[column], column))[:k]
+            assert row_ids == expected and row_values == [row[c] for c in expected]
+
+
+def test_a_row_names_the_same_words_whatever_its_batch() -> None:
+    x = torch.randn(32, 16970, generator=torch.Generator().manual_seed(3)).bfloat16().float()  # bfloat16 ties
+    x[5, 100] = x[5, 9000] = x[5, 4000] = 9.0
+    alone = top_k(x[5:6], 3)
+    batched = top_k(x, 3)
+    assert alone[1][0].tolist() == batched[1][5].tolist() == [100, 4000, 9000]
+
+
+def test_a_column_tied_at_the_cut_in_a_block_left_out_is_found() -> None:
+    """The k-th value's lower column sits in a block whose maximum ties the k-th block's: not a candidate."""
+    x = torch.full((4, 4096), -5.0)
+    x[:, 3000] = 9.0  # block 46 holds the largest
+    x[:, 2000] = 7.0  # block 31: the k-th value, k = 2
+    x[:, 100] = 7.0  # block 1: the same value, in a lower column, and a block of the same maximum
+    values, ids = top_k(x, 2)
+    assert ids.tolist() == [[3000, 100]] * 4 and values.tolist() == [[9.0, 7.0]] * 4
