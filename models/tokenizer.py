@@ -108,14 +108,30 @@ class Tokenizer:
                 tokens.append(match.group())
         return tokens
 
-    def detokenize(self, tokens: list[str]) -> str:
-        """Join tokens into readable text: no space before ``.``, ``@-@`` -> ``-``, ``<eos>`` -> a line break."""
-        joiner = self.detokenizer()
+    def detokenize(self, tokens: list[str], after: str = "") -> str:
+        """Join tokens into readable text: no space before ``.``, ``@-@`` -> ``-``, ``<eos>`` -> a line break.
+
+        With ``after``, the tokens continue that text, and the result is what follows it:
+        ``after + detokenize(tokens, after)`` reads as one text (see ``detokenizer``).
+        """
+        joiner = self.detokenizer(after)
         return "".join(joiner.piece(token) for token in tokens)
 
-    def detokenizer(self) -> Detokenizer:
-        """A joiner for one text's tokens, one at a time (for streaming)."""
-        return Detokenizer(self.characters)
+    def detokenizer(self, after: str = "") -> Detokenizer:
+        """A joiner for one text's tokens, one at a time (for streaming), continuing the text ``after``.
+
+        The continuation joins ``after`` as a person reads it: a space first when ``after``
+        ends in a word (``The game was`` + `` a``), none when it ends in white space or a
+        line break, and none before punctuation that attaches (``Hello`` + ``,``) or
+        after an opening bracket or quote.
+        """
+        joiner = Detokenizer(self.characters)
+        if not self.characters and after:
+            for token in self.tokenize(after):
+                joiner.piece(token)
+            if after[-1].isspace():
+                joiner.attach = True
+        return joiner
 
 
 class Detokenizer:

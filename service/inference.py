@@ -241,7 +241,7 @@ class Predictor:
     def output(self, row: Row) -> GenerateOutput:
         words = self.vocab.decode(row.ids)
         return GenerateOutput(
-            text=self.tokenizer.detokenize(words),
+            text=self.tokenizer.detokenize(words, after=row.input.prompt),
             tokens=words,
             finish_reason=row.finish_reason,
             prompt_tokens=row.prompt.tokens,

@@ -13,7 +13,8 @@ Each event is one ``data: <json>`` line and a blank line::
 
 A token's ``text`` is what it adds to the output, so the pieces add up to
 the final ``text``, which is the /generate answer for the same input and
-seed. When the client disconnects, Starlette stops this generator; its
+seed: what follows the prompt as a person reads it (``Tokenizer.detokenizer``).
+When the client disconnects, Starlette stops this generator; its
 ``finally`` cancels the job, and the row leaves the batch at the next step.
 """
 
@@ -32,13 +33,13 @@ def event(payload: dict) -> str:
 
 async def sse_events(job: Job, predictor: Predictor) -> AsyncIterator[str]:
     """The job's tokens as SSE events, then one final event; frees the row however the stream ends."""
-    joiner = predictor.tokenizer.detokenizer()
+    (row,) = job.rows
+    joiner = predictor.tokenizer.detokenizer(after=row.input.prompt)
     words = predictor.vocab.words
     try:
         async for _row, token in job.tokens():
             if token is not None:
                 yield event({"token": words[token], "text": joiner.piece(words[token])})
-        (row,) = job.rows
         final = predictor.output(row).model_dump()
         yield event(final | {"generated_tokens": len(row.ids)})
     except Exception as error:  # the engine failed: say so in the stream, whose status is already sent

@@ -104,4 +104,7 @@ def test_the_second_box_continues_a_prompt(browser, server: Server) -> None:
     continuation = browser.find_element(By.ID, "continuation")
     WebDriverWait(browser, 15).until(lambda _: continuation.find_elements(By.CSS_SELECTOR, ".generated"))
     assert continuation.text.startswith("He was born in")
-    assert continuation.find_element(By.CSS_SELECTOR, ".generated").text.strip()
+    generated = browser.execute_script("return document.querySelector('#continuation .generated').textContent")
+    shown = browser.execute_script("return document.getElementById('continuation').textContent")
+    assert generated.strip() and shown == "He was born in" + generated  # the page adds no joint of its own
+    assert generated[0] == " " or not generated[0].isalnum()  # the server's text brings the joining space

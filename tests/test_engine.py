@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from models.tokenizer import Tokenizer
 from service.launcher import Server
 from tests.http_calls import generate, predict
 
@@ -149,6 +150,24 @@ def test_streamed_tokens_equal_the_generated_text(engine: httpx.Client) -> None:
     assert final["finish_reason"] == whole["finish_reason"]
     assert final["generated_tokens"] == len(whole["tokens"])
     assert final["prompt_tokens"] == whole["prompt_tokens"] == 4
+
+
+@pytest.mark.parametrize(
+    "prompt", ["The game was", "The game was ", "The game was\n", "The game was,", "He said (", ""]
+)
+def test_a_continuation_joins_its_prompt_as_a_person_reads_it(engine: httpx.Client, prompt: str) -> None:
+    """prompt + text is the whole text: the one detokenize makes of the prompt's tokens and the new ones."""
+    tokenizer = Tokenizer()
+    for seed in range(4):
+        item = {"prompt": prompt, "max_new_tokens": 6, "temperature": 1.0, "seed": seed}
+        (answer,) = generate(engine, item)
+        whole = tokenizer.detokenize(tokenizer.tokenize(prompt) + answer["tokens"])
+        # The prompt's own trailing space stays the client's, also before a generated line break.
+        assert re.sub(" +\n", "\n", prompt + answer["text"]) == whole, (prompt, answer)
+        if answer["tokens"][0][0].isalnum():  # a word: spaced from a prompt that ends in a word or a comma
+            assert answer["text"].startswith(" ") == (prompt[-1:] not in ("", " ", "\n", "(")), (prompt, answer)
+        *pieces, _final = stream_events(engine, item)
+        assert "".join(piece["text"] for piece in pieces) == answer["text"]
 
 
 def test_a_stream_while_others_decode_is_the_same(engine: httpx.Client) -> None:

@@ -152,3 +152,37 @@ def test_no_text_has_more_tokens_than_characters(text: str) -> None:
     """What lets the request validator skip counting the tokens of a text no longer than the limit."""
     for level in LEVELS:
         assert len(Tokenizer(TokenizerSettings(level=level)).tokenize(text)) <= len(text)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tokens", "continuation"),
+    [
+        ("The game was", ["a", "hit", "."], " a hit."),  # ends in a word: a joining space
+        ("The game was ", ["a", "hit"], "a hit"),  # ends in white space: none
+        ("The game was\n", ["It", "sold"], "It sold"),  # after a line break: none
+        ("The game was\n", ["<eos>", "It"], "\nIt"),
+        ("Hello", [",", "world"], ", world"),  # punctuation that attaches
+        ("Hello", ["'s", "end"], "'s end"),
+        ("Hello.", ["It", "is"], " It is"),
+        ("He paid (", ["in", "cash", ")"], "in cash)"),  # after an opening bracket
+        ('He said "', ["yes", '"', "."], 'yes".'),  # inside an opened quote
+        ('He said "yes"', ["and", "left"], " and left"),
+        ("", ["The", "game"], "The game"),
+        ("well", ["@-@", "known"], "-known"),
+    ],
+)
+def test_a_continuation_joins_its_prompt(prompt: str, tokens: list[str], continuation: str) -> None:
+    assert tok.detokenize(tokens, after=prompt) == continuation
+    joiner = tok.detokenizer(after=prompt)
+    assert "".join(joiner.piece(token) for token in tokens) == continuation  # streamed pieces add up
+
+
+@settings(max_examples=300, deadline=None)
+@given(ordinary_text, st.data())
+def test_a_text_cut_anywhere_between_words_reads_whole_again(text: str, data: st.DataObject) -> None:
+    """prompt + continuation is the whole text, wherever it is cut between two tokens."""
+    tokens = tok.tokenize(text)
+    cuts = [i for i in range(len(tokens) + 1) if not {*tokens[max(i - 1, 0) : i + 1]} & {"@-@", "@,@", "@.@"}]
+    cut = data.draw(st.sampled_from(cuts))
+    prompt = tok.detokenize(tokens[:cut])
+    assert prompt + tok.detokenize(tokens[cut:], after=prompt) == text

@@ -138,9 +138,8 @@ form.addEventListener("submit", async (event) => {
     if (ticket !== latestGeneration) return;
     const generated = document.createElement("span");
     generated.className = "generated";
-    generated.textContent = answer.text;
-    const joint = prompt === "" || /\s$/.test(prompt) || NO_SPACE_BEFORE.test(answer.tokens[0] || "") ? "" : " ";
-    continuation.replaceChildren(prompt + joint, generated);
+    generated.textContent = answer.text;  // what follows the prompt, its joining space included
+    continuation.replaceChildren(prompt, generated);
   } catch (error) {
     if (ticket === latestGeneration) continuation.textContent = `error: ${error.message}`;
   }
