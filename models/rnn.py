@@ -47,10 +47,14 @@ class ModelConfig:
     # (tied: with the adaptive input embedding of the same module).
     softmax_cutoffs: tuple[int, ...] = ()
     # The recency cache (models.recency): the last recency_window words kept in the state, mixed in
-    # with recency_weight, each weighted exp(-recency_decay * age). Window 0: none.
+    # with recency_weight, each weighted exp(-recency_decay * age). Window 0: none. Entries saved
+    # before recency_skip, recency_fill and recency_repeat existed load with 0, 0 and 1: the cache they were tuned with.
     recency_window: int = 0
     recency_decay: float = 0.0
     recency_weight: float = 0.0
+    recency_skip: int = 0  # the newest words the cache leaves out
+    recency_fill: float = 0.0  # window words at which the cache has half its weight; 0: all at once
+    recency_repeat: float = 1.0  # the factor on the probability of the word just typed; 1: as mixed
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -165,13 +169,20 @@ class RecurrentLM(nn.Module):
             # lowers perplexity and saves V*H parameters.
             self.decoder.weight = self.embedding.weight
         self.recency = RecencyCache(
-            config.recency_window, config.num_layers, config.hidden_size, config.recency_decay, config.recency_weight
+            config.recency_window,
+            config.num_layers,
+            config.hidden_size,
+            config.recency_decay,
+            config.recency_weight,
+            config.recency_skip,
+            config.recency_fill,
+            config.recency_repeat,
         )
 
     def forward(self, tokens: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         hidden, new_state = self.encode(tokens, state)
         logits = self.decoder(self.dropout(hidden))  # (B, T, V)
-        if self.recency.window == 0 or self.recency.weight == 0.0:
+        if self.recency.window == 0 or (self.recency.weight == 0.0 and self.recency.repeat == 1.0):
             return logits, new_state
         rows, steps, vocab_size = logits.shape
         windows = self.recency.windows(state[self.recurrent_slots :], tokens)  # (B, T, W, DIGITS)
@@ -198,7 +209,7 @@ class RecurrentLM(nn.Module):
         logits = self.decoder(self.dropout(hidden))
         if self.recency.window == 0:
             return logits
-        if self.recency.weight == 0.0 or not recency:
+        if (self.recency.weight == 0.0 and self.recency.repeat == 1.0) or not recency:
             return self._log_probs(logits)
         return self.recency.mix(self._log_probs(logits), self.recency.read(state[self.recurrent_slots :]))
 

@@ -9,8 +9,10 @@ import torch
 
 from models.recency import RecencyCache, cache_slots
 from models.rnn import ModelConfig, RecurrentLM
+from models.vocab import SPECIALS, Vocabulary
 from training.evaluate import evaluate
 from training.export import check_scripted, script_model
+from training.fresh_texts import evaluate_fresh_texts
 from training.recency_tuning import tune_recency
 
 
@@ -42,6 +44,25 @@ def test_a_known_mixture() -> None:
     mixed = cache.mix(torch.full((1, 5), math.log(0.2)), cache.read(slots)).exp()[0]
     expected = torch.tensor([0.1, 0.1, 0.1 + 0.5 * 2 / 3, 0.1, 0.1 + 0.5 / 3])
     torch.testing.assert_close(mixed, expected)
+
+
+def test_skip_leaves_the_newest_words_out_and_fill_grows_the_share() -> None:
+    """Window [2, 2, 4], the newest (4) skipped: the cache reads two places, both 2; with fill 2
+    its share is 0.5 * 2 / (2 + 2)."""
+    cache = RecencyCache(window=4, num_layers=1, hidden_size=12, decay=0.0, weight=0.5, skip=1, fill=2.0)
+    slots = cache.push(torch.zeros(1, 1, 1, 12), torch.tensor([[2, 2, 4]]))
+    mixed = cache.mix(torch.full((1, 5), math.log(0.2)), cache.read(slots)).exp()[0]
+    share = 0.5 * 2 / (2 + 2)
+    expected = torch.full((5,), 0.2 * (1 - share))
+    expected[2] += share  # the cache's whole probability: the only word it reads
+    torch.testing.assert_close(mixed, expected)
+
+
+def test_a_window_of_skipped_words_only_leaves_the_model_alone() -> None:
+    cache = RecencyCache(window=4, num_layers=1, hidden_size=12, decay=0.1, weight=0.5, skip=2)
+    slots = cache.push(torch.zeros(1, 1, 3, 12), torch.tensor([[3, 5], [1, 1], [0, 6]]))
+    log_probs = torch.randn(3, 7).log_softmax(-1)
+    torch.testing.assert_close(cache.mix(log_probs, cache.read(slots)), log_probs)
 
 
 def test_an_empty_window_leaves_the_model_alone() -> None:
@@ -106,7 +127,38 @@ def test_tuning_finds_a_weight_for_repetitive_text_and_evaluate_agrees() -> None
     model = recency_model(window=10, weight=0.0)
     torch.manual_seed(6)
     stream = torch.randint(0, 6, (2000,)) * 7  # an untrained model over text of 6 repeated words
-    choice = tune_recency(model, stream, torch.device("cpu"))
+    texts = [[1, *stream[start : start + 12].tolist()] for start in range(0, 600, 12)]
+    choice = tune_recency(model, stream, texts, torch.device("cpu"))
     assert choice.weight > 0 and choice.perplexity < choice.perplexity_without
-    assert (model.recency.decay, model.recency.weight) == (choice.decay, choice.weight)
+    assert choice.fresh_perplexity < choice.fresh_perplexity_without
+    recency = model.recency
+    chosen = (recency.decay, recency.weight, recency.skip, recency.fill, recency.repeat)
+    assert chosen == (choice.decay, choice.weight, choice.skip, choice.fill, choice.repeat)
     assert evaluate(model, stream, torch.device("cpu")).perplexity == pytest.approx(choice.perplexity, rel=1e-4)
+    vocab = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(len(SPECIALS), 60))])
+    fresh = evaluate_fresh_texts(model, texts, vocab, torch.device("cpu"))
+    assert fresh.perplexity == pytest.approx(choice.fresh_perplexity, rel=1e-4)
+
+
+def test_tuning_skips_the_word_just_typed_when_texts_never_repeat_it() -> None:
+    """Words recur within a few words but never back to back: the newest word is the one the cache must leave out."""
+    model = recency_model(window=10, weight=0.0)
+    torch.manual_seed(7)
+    words = torch.randint(0, 6, (2000,)) * 7
+    stream = torch.tensor([w for i, w in enumerate(words.tolist()) if i == 0 or w != words[i - 1]])
+    texts = [[1, *stream[start : start + 12].tolist()] for start in range(0, 600, 12)]
+    choice = tune_recency(model, stream, texts, torch.device("cpu"))
+    assert choice.weight > 0 and choice.skip >= 1 and choice.repeat < 0.01
+    assert choice.fresh_perplexity < choice.fresh_perplexity_without
+
+
+def test_repeat_scales_the_word_just_typed_and_renormalizes() -> None:
+    """Uniform model over 5 words, window [2, 4], no cache weight: 4 keeps a tenth of its 0.2."""
+    cache = RecencyCache(window=4, num_layers=1, hidden_size=12, decay=0.0, weight=0.0, skip=1, repeat=0.1)
+    slots = cache.push(torch.zeros(1, 1, 1, 12), torch.tensor([[3, 4]]))
+    mixed = cache.mix(torch.full((1, 5), math.log(0.2)), cache.read(slots)).exp()[0]
+    norm = 1 - 0.9 * 0.2
+    torch.testing.assert_close(mixed, torch.tensor([0.2, 0.2, 0.2, 0.2, 0.02]) / norm)
+    line_break = cache.push(torch.zeros(1, 1, 1, 12), torch.tensor([[3, 1]]))  # a special: left alone
+    uniform = torch.full((1, 5), math.log(0.2))
+    torch.testing.assert_close(cache.mix(uniform, cache.read(line_break)), uniform)

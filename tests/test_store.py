@@ -40,8 +40,13 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
     assert 0 < typing["keystroke_savings"] < 1 and typing["words"] > 0
     for hits in ("next_word", "after_1_letter", "after_2_letters"):
         assert 0 < typing[f"{hits}_top1"] <= typing[f"{hits}_top3"] < 1
+    fresh = meta["test_fresh_texts"]  # the test split's sentences, each typed from an empty state
+    assert fresh["texts"] > 0 and 0 < fresh["keystroke_savings"] < 1 and 0 <= fresh["echo_rate"] < 1
+    assert 0 <= fresh["chains"]["back_to_back"] <= fresh["chains"]["cycles"] <= 1 and fresh["chains"]["examples"]
     recency = meta["recency"]  # the recency cache's tuning, and the model's score without it
-    assert meta["model_config"]["recency_weight"] == recency["weight"]
+    config = meta["model_config"]
+    for term in ("decay", "weight", "skip", "fill", "repeat"):
+        assert config[f"recency_{term}"] == recency[term], term
     assert meta["test_perplexity"] <= recency["test_perplexity_without"]
 
     bundle = load_bundle(tiny_model_tag, torch.device("cpu"))

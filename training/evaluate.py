@@ -1,7 +1,8 @@
 """Perplexity and top-k next-word accuracy, in training or against the store.
 
 From the command line it also prints the keystroke savings of the model's
-suggestions (``training.keystrokes``).
+suggestions (``training.keystrokes``), over the split read as one stream and over
+its texts typed one by one from an empty state (``training.fresh_texts``).
 
 Usage::
 
@@ -27,6 +28,7 @@ from models.device import DEVICE_CHOICES, PRECISION_CHOICES, pick_device, pick_d
 from training.corpus import CorpusError, load_corpus
 from training.data import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, bptt_windows, encode_stream
 from training.download import default_corpus
+from training.fresh_texts import encode_texts, evaluate_fresh_texts, format_fresh, split_texts
 from training.keystrokes import format_typing, simulate_typing
 
 
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_result(f"{bundle.tag} ({precision_name(bundle.dtype)})", result, bundle.tokenizer.characters))
     if not bundle.tokenizer.characters:  # keystrokes are counted over a word vocabulary
         print(format_typing(simulate_typing(bundle.model, stream, bundle.vocab, device)))
+        texts = encode_texts(split_texts(corpus.test, bundle.tokenizer), bundle.vocab)
+        print(format_fresh(evaluate_fresh_texts(bundle.model, texts, bundle.vocab, device)))
     return 0
 
 

@@ -19,7 +19,13 @@ service's own suggestions):
   with the state carried across the split as in ``training.evaluate``.
 
 Also reported: top-1 and top-3 hit rates of next words (j = 0), and of
-completions after 1 and 2 typed letters (over the words longer than that).
+completions after 1 and 2 typed letters (over the words longer than that);
+and the echo rate, the share of words before which the top suggestion was
+the word just typed (a text repeats a word back to back very rarely, so a
+suggestion that does mostly shows the recency cache echoing the user).
+
+``simulate_typing`` reads the split as one stream; ``training.fresh_texts``
+types each text of it from an empty state, as people start a text.
 
 Usage::
 
@@ -51,6 +57,7 @@ class TypingResult:
     after_1_letter_top3: float
     after_2_letters_top1: float
     after_2_letters_top3: float
+    echo_rate: float  # share of the words whose top next-word suggestion was the word just typed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,49 +102,72 @@ def _ranks(logits: Tensor, target: Tensor, spans: _PrefixSpans) -> Tensor:
     return ranks
 
 
+class TypingTally:
+    """Counts the protocol over batches of scored positions; ``result()`` gives the figures."""
+
+    def __init__(self, vocab: Vocabulary, device: torch.device) -> None:
+        self.spans = _PrefixSpans(vocab, device)
+        self.without = self.with_suggestions = self.words = self.echoes = 0
+        self.hits = torch.zeros(3, 2, dtype=torch.long)  # (j, top-1 / top-3)
+        self.counted = torch.zeros(3, dtype=torch.long)  # words longer than j letters
+
+    def add(self, logits: Tensor, target: Tensor, previous: Tensor) -> None:
+        """(N, V) next-word scores, the (N,) words typed next and the (N,) tokens just before them."""
+        spans = self.spans
+        keep = spans.typable[target]
+        logits, target, previous = logits[keep], target[keep], previous[keep]
+        if target.numel() == 0:
+            return
+        rank = _ranks(logits, target, spans)  # (N, J)
+        length = spans.length[target]  # (N,)
+        typed = torch.arange(rank.size(1), device=target.device) < length.unsqueeze(1)  # (N, J): j < n
+        shown = (rank < SHOWN) & typed
+        found = shown.any(1)
+        first = shown.int().argmax(1)  # the first j at which the word is shown
+        self.without += int((length + 1).sum())
+        self.with_suggestions += int(torch.where(found, first + 1, length + 1).sum())
+        self.words += target.numel()
+        self.echoes += int((top_suggestion(logits, spans.specials) == previous).sum())
+        for j in range(3):
+            longer = length > j
+            self.counted[j] += int(longer.sum())
+            self.hits[j, 0] += int(((rank[:, j] < 1) & longer).sum())
+            self.hits[j, 1] += int(((rank[:, j] < SHOWN) & longer).sum())
+
+    def result(self) -> TypingResult:
+        rate = self.hits.double() / self.counted.clamp(min=1).unsqueeze(1).double()
+        return TypingResult(
+            keystroke_savings=1 - self.with_suggestions / max(self.without, 1),
+            words=self.words,
+            next_word_top1=rate[0, 0].item(),
+            next_word_top3=rate[0, 1].item(),
+            after_1_letter_top1=rate[1, 0].item(),
+            after_1_letter_top3=rate[1, 1].item(),
+            after_2_letters_top1=rate[2, 0].item(),
+            after_2_letters_top3=rate[2, 1].item(),
+            echo_rate=self.echoes / max(self.words, 1),
+        )
+
+
+def top_suggestion(logits: Tensor, specials: Tensor) -> Tensor:
+    """(N, V) scores -> (N,) the first word ``/predict_next`` shows: the best one that is no
+    special, the lowest id (the more frequent word) among equals, as ``argmax`` picks."""
+    return logits.index_fill(1, specials, float("-inf")).argmax(1)
+
+
 @torch.inference_mode()
 def simulate_typing(model: nn.Module, stream: Tensor, vocab: Vocabulary, device: torch.device) -> TypingResult:
     """Run the protocol above over ``stream`` (1-D ids)."""
     was_training = model.training
     model.eval()
-    spans = _PrefixSpans(vocab, device)
+    tally = TypingTally(vocab, device)
     rows = batchify(stream, EVAL_BATCH_SIZE).to(device)
     state = model.zero_state(EVAL_BATCH_SIZE)
-    without = with_suggestions = words = 0
-    hits = torch.zeros(3, 2, dtype=torch.long)  # (j, top-1 / top-3)
-    counted = torch.zeros(3, dtype=torch.long)  # words longer than j letters
     for inputs, targets in bptt_windows(rows, EVAL_BPTT):
         logits, state = model(inputs, state)  # (B, T, V)
-        flat = logits.reshape(-1, logits.size(-1)).float()  # (N, V)
-        target = targets.reshape(-1)  # (N,)
-        keep = spans.typable[target]
-        flat, target = flat[keep], target[keep]
-        rank = _ranks(flat, target, spans)  # (N, J)
-        length = spans.length[target]  # (N,)
-        typed = torch.arange(rank.size(1), device=device) < length.unsqueeze(1)  # (N, J): j < n
-        shown = (rank < SHOWN) & typed
-        found = shown.any(1)
-        first = shown.int().argmax(1)  # the first j at which the word is shown
-        without += int((length + 1).sum())
-        with_suggestions += int(torch.where(found, first + 1, length + 1).sum())
-        words += target.numel()
-        for j in range(3):
-            longer = length > j
-            counted[j] += int(longer.sum())
-            hits[j, 0] += int(((rank[:, j] < 1) & longer).sum())
-            hits[j, 1] += int(((rank[:, j] < SHOWN) & longer).sum())
+        tally.add(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), inputs.reshape(-1))
     model.train(was_training)
-    rate = hits.double() / counted.clamp(min=1).unsqueeze(1).double()
-    return TypingResult(
-        keystroke_savings=1 - with_suggestions / without,
-        words=words,
-        next_word_top1=rate[0, 0].item(),
-        next_word_top3=rate[0, 1].item(),
-        after_1_letter_top1=rate[1, 0].item(),
-        after_1_letter_top3=rate[1, 1].item(),
-        after_2_letters_top1=rate[2, 0].item(),
-        after_2_letters_top3=rate[2, 1].item(),
-    )
+    return tally.result()
 
 
 def format_typing(result: TypingResult) -> str:
@@ -145,5 +175,6 @@ def format_typing(result: TypingResult) -> str:
         f"keystroke savings {result.keystroke_savings:.1%} over {result.words:,} words "
         f"(top 3 shown); hits top-1/top-3: next word {result.next_word_top1:.1%}/{result.next_word_top3:.1%}, "
         f"after 1 letter {result.after_1_letter_top1:.1%}/{result.after_1_letter_top3:.1%}, "
-        f"after 2 letters {result.after_2_letters_top1:.1%}/{result.after_2_letters_top3:.1%}"
+        f"after 2 letters {result.after_2_letters_top1:.1%}/{result.after_2_letters_top3:.1%}; "
+        f"top suggestion = the word just typed {result.echo_rate:.2%}"
     )

@@ -42,6 +42,7 @@ from training.data import batchify, bptt_windows, encode_stream, line_tokens
 from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import check_scripted, save_to_store, script_model
+from training.fresh_texts import FreshTextResult, encode_texts, evaluate_fresh_texts, format_fresh, split_texts
 from training.keystrokes import TypingResult, format_typing, simulate_typing
 from training.recency_tuning import RecencyChoice, tune_recency
 from training.schedule import SCHEDULES, BudgetCosine
@@ -94,6 +95,9 @@ class TrainConfig:
     # The recency cache (models.recency): the last N words in the state, mixed into the next-word
     # distribution with a decay and weight chosen on the validation split after training. 0: none.
     recency_window: int = 200
+    # Share of the rows whose state is reset to zero at each window's start, so that the model
+    # also learns to predict from little context, as a fresh text gives it (training.fresh_texts).
+    state_reset: float = 0.2
     max_minutes: float = 14.0
     seed: int = 1111
     device: str = "auto"
@@ -108,6 +112,7 @@ class TrainOutcome:
     valid: EvalResult
     test: EvalResult
     typing: TypingResult | None  # keystroke savings, for a word-level model
+    fresh: FreshTextResult | None  # the test split's texts typed one by one from an empty state (word level)
     recency: RecencyChoice | None  # the recency cache's tuning, when the model has one
     test_without_recency: EvalResult | None  # the test split scored by the model alone
     epochs_run: int
@@ -206,17 +211,31 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     recency, test_without_recency = None, None
     if config.recency_window:
         test_without_recency = evaluate(model, test_stream, device)  # cache weight still 0
-        recency = tune_recency(model, valid_stream, device)
-        model_config = replace(model_config, recency_decay=recency.decay, recency_weight=recency.weight)
+        valid_texts = encode_texts(split_texts(corpus.valid, tokenizer), vocab)
+        recency = tune_recency(model, valid_stream, valid_texts, device)
+        model_config = replace(
+            model_config,
+            recency_decay=recency.decay,
+            recency_weight=recency.weight,
+            recency_skip=recency.skip,
+            recency_fill=recency.fill,
+            recency_repeat=recency.repeat,
+        )
         best_valid = evaluate(model, valid_stream, device)
         print(
-            f"recency cache: decay {recency.decay:g}, weight {recency.weight:g}; validation perplexity "
-            f"{best_valid.perplexity:.1f} with it, {recency.perplexity_without:.1f} without"
+            f"recency cache: decay {recency.decay:g}, weight {recency.weight:g}, skip {recency.skip}, "
+            f"fill {recency.fill:g}, repeat {recency.repeat:g}; "
+            f"validation perplexity {best_valid.perplexity:.1f} with it, "
+            f"{recency.perplexity_without:.1f} without; on fresh texts {recency.fresh_perplexity:.1f} with it, "
+            f"{recency.fresh_perplexity_without:.1f} without"
         )
     test = evaluate(model, test_stream, device)
-    typing = None if tokenizer.characters else simulate_typing(model, test_stream, vocab, device)
-    if typing is not None:
+    typing, fresh = None, None
+    if not tokenizer.characters:  # keystrokes are counted over a word vocabulary
+        typing = simulate_typing(model, test_stream, vocab, device)
         print(format_typing(typing))
+        fresh = evaluate_fresh_texts(model, encode_texts(split_texts(corpus.test, tokenizer), vocab), vocab, device)
+        print(format_fresh(fresh))
     assert best_valid is not None
     return TrainOutcome(
         model,
@@ -226,6 +245,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         best_valid,
         test,
         typing,
+        fresh,
         recency,
         test_without_recency,
         epochs_run,
@@ -261,6 +281,8 @@ def train_epoch(
     progress = tqdm(bptt_windows(rows, config.bptt), total=windows, desc=f"epoch {epoch}", leave=False, disable=None)
     for batch, (inputs, targets) in enumerate(progress, start=1):
         state = state.detach()  # truncate backpropagation at the window edge
+        if config.state_reset:
+            state = reset_some_rows(state, config.state_reset)
         with one_mask_per_window():
             loss, state = model.loss(inputs, targets, state)
             optimizer.zero_grad(set_to_none=True)
@@ -285,6 +307,13 @@ def train_epoch(
             return total_loss / total_tokens, True
     progress.close()
     return total_loss / total_tokens, False
+
+
+def reset_some_rows(state: torch.Tensor, share: float) -> torch.Tensor:
+    """The (S, L, B, H) state with about ``share`` of its B rows set to zero, the recency window too:
+    those rows read the window that follows as a text that starts there."""
+    keep = torch.rand(1, 1, state.size(2), 1, device=state.device) >= share
+    return state * keep
 
 
 def estimate_validation_seconds(model: RecurrentLM, valid_stream: torch.Tensor, device: torch.device) -> float:
@@ -335,6 +364,8 @@ def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
     }
     if outcome.typing is not None:
         metadata["test_typing"] = outcome.typing.to_dict()
+    if outcome.fresh is not None:
+        metadata["test_fresh_texts"] = outcome.fresh.to_dict()
     if outcome.recency is not None and outcome.test_without_recency is not None:
         metadata["recency"] = outcome.recency.to_dict() | {
             "test_perplexity_without": outcome.test_without_recency.perplexity
@@ -443,6 +474,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         default=defaults.recency_window,
         help="words of recent text whose repeats the model favours (a cache tuned on validation); 0: none",
     )
+    add(
+        "--state-reset",
+        type=float,
+        default=defaults.state_reset,
+        help="share of the rows whose state is reset at each window's start (practice with little context)",
+    )
     add("--max-minutes", type=float, default=defaults.max_minutes, help="wall-clock budget for training")
     add("--seed", type=int, default=defaults.seed)
     add("--device", default=defaults.device, choices=DEVICE_CHOICES)
@@ -455,7 +492,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
             parser.error(f"--{name.replace('_', '-')} must be at least 0")
     if not 0 < args.average_by <= 1:
         parser.error("--average-by must be in (0, 1]")
-    for name in ("dropout", "weight_drop", "word_drop"):
+    for name in ("dropout", "weight_drop", "word_drop", "state_reset"):
         if not 0 <= getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
