@@ -22,7 +22,7 @@ CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --wei
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve bench-words bench-cost test bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost test bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ soak: model ## Soak both endpoints at 70% of saturation for SOAK_MINUTES; errors
 
 loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV and HTML in REPORTS
 	$(BIN)/python -m bench.loadtest --users $(LOAD_USERS) --run-time $(LOAD_TIME) --reports $(REPORTS)
+
+demo-screenshot: model ## Retake docs/demo.png: the typing page in headless Chromium after a short text
+	$(BIN)/python -m bench.demo_screenshot --model $(MODEL)
 
 build: model ## Build a Bento holding the service code and the pinned model
 	$(BIN)/bentoml build
