@@ -48,9 +48,7 @@ def top_k(x: Tensor, k: int, block: int = BLOCK) -> tuple[Tensor, Tensor]:
     more = min(k + 1, width)  # one past the k-th, to see whether the k-th value's columns all fit
     if rows < 2 or 8 * k * block > width:  # one row, or many candidates: measured no faster
         values, ids = x.topk(more, dim=-1)
-        return _fix_ties(
-            x, k, values, ids, x, torch.arange(width, device=x.device).expand(rows, width), values[:, 0] != values[:, 0]
-        )
+        return _fix_ties(x, k, values, ids, None, None, values[:, 0] != values[:, 0])
     whole = blocks * block
     by_block = x[:, :whole].reshape(rows, blocks, block)  # a view of a contiguous x
     chosen = min(k, blocks)
@@ -70,20 +68,29 @@ def top_k(x: Tensor, k: int, block: int = BLOCK) -> tuple[Tensor, Tensor]:
 
 
 def _fix_ties(
-    x: Tensor, k: int, values: Tensor, ids: Tensor, pool: Tensor, columns: Tensor, left_out: Tensor
+    x: Tensor,
+    k: int,
+    values: Tensor,
+    ids: Tensor,
+    pool: Tensor | None,
+    columns: Tensor | None,
+    left_out: Tensor,
 ) -> tuple[Tensor, Tensor]:
     """The top k of ``values`` (B, k or k + 1, largest first) and ``ids``, equal values lowest column first.
 
     Where the (k+1)-th candidate equals the k-th, the k-th value's places go to the lowest
     columns of the (B, C) ``pool`` of candidates holding it; where ``left_out`` says a column
     outside the pool may hold it, to the lowest columns of the whole row (rare). Rows without
-    ties pass through untouched.
+    ties pass through untouched. Without a ``pool`` (``values`` came from the whole row), a
+    crossing row is fixed over the whole row.
     """
     if values.size(1) > k:
         crossing = values[:, k] == values[:, k - 1]
         values, ids = values[:, :k], ids[:, :k]
     else:
         crossing = values[:, 0] != values[:, 0]  # every column is in the top k: none
+    if pool is None:
+        left_out = crossing
     if not bool((values[:, 1:] == values[:, :-1]).any() | crossing.any() | left_out.any()):
         return values, ids
     values, ids = _equal_values_lowest_column_first(values, ids)
@@ -95,6 +102,7 @@ def _fix_ties(
                 row_pool = x.index_select(0, rows)
                 row_columns = torch.arange(width, device=x.device).expand(rows.size(0), width)
             else:
+                assert pool is not None and columns is not None
                 row_pool, row_columns = pool.index_select(0, rows), columns.index_select(0, rows)
             ids[rows] = _lowest_columns_at_the_cut(values[rows], ids[rows], row_pool, row_columns)
     return values, ids
