@@ -100,9 +100,10 @@ containerize: ## Build the Bento and its container image (needs a Docker engine)
 	$(MAKE) --no-print-directory build
 	$(BIN)/bentoml containerize nextword:latest
 
-lint: install ## Check style with ruff
+lint: install ## Check style with ruff, and the layers (pyproject.toml's contracts) with import-linter
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 clean: ## Remove caches and reports (keeps .venv and the BentoML store)
 	rm -rf .pytest_cache .ruff_cache $(REPORTS) bench/results

@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 
-from service.launcher import Server
+from bench.launcher import Server
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,11 +38,11 @@ import httpx
 import psutil
 import torch
 
+from bench.launcher import REPO, Server
 from bench.run import metric_totals
 from models.bundle import load_bundle
 from models.device import pick_dtype
 from models.scoring import compile_scorer
-from service.launcher import REPO, Server
 from service.settings import SETTINGS
 from training.download import default_corpus
 

@@ -1,7 +1,7 @@
 """An empty endpoint with the service's request and response shape: the HTTP floor.
 
 Started exactly like the real service (same settings, batching, validation,
-and the same HTTP layers, ``service.http_stack``), ``Floor`` answers at once
+and the same HTTP layers, ``service.http.http_stack``), ``Floor`` answers at once
 without a model or batching, so its requests/s is the most the service's HTTP
 stack gives on this machine. ``BatchedFloor`` answers through the service's
 batcher and model thread, with a model that costs nothing: between the two
@@ -15,10 +15,10 @@ import gc
 import bentoml
 from starlette.responses import Response
 
-from service.batcher import RUN_HERE_UP_TO, MicroBatcher
-from service.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
-from service.model_thread import ModelThread
-from service.schemas import (
+from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
+from service.engine.model_thread import ModelThread
+from service.http.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
+from service.http.schemas import (
     NextWordBatch,
     NextWordInput,
     NextWordOutput,

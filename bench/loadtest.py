@@ -17,7 +17,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from service.launcher import REPO, Server
+from bench.launcher import REPO, Server
 
 
 def run_locust(host: str, users: int, run_time: str, reports: Path) -> int:

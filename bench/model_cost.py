@@ -22,8 +22,8 @@ import torch
 from bench.run import PREFIX
 from models.bundle import load_bundle
 from models.device import pick_dtype
-from service.inference import Predictor
-from service.schemas import NextWordInput
+from service.engine.inference import Predictor
+from service.engine.types import NextWordQuery
 from service.settings import SETTINGS
 
 BATCHES = (1, 128)
@@ -31,7 +31,7 @@ BATCHES = (1, 128)
 
 def median_ms(predictors: list[Predictor], batch: int, calls: int) -> list[float]:
     """Median ms of one batch for each predictor, called in turn ``calls`` times each."""
-    inputs = [NextWordInput(text=PREFIX, top_k=5)] * batch
+    inputs = [NextWordQuery(PREFIX, 5)] * batch
     times: list[list[float]] = [[] for _ in predictors]
     for predictor in predictors:
         predictor.predict_next(inputs)  # warm

@@ -21,8 +21,8 @@ import torch
 
 from models.bundle import load_bundle
 from models.tokenizer import Tokenizer
-from service.inference import Predictor
-from service.schemas import NextWordInput
+from service.engine.inference import Predictor
+from service.engine.types import NextWordQuery
 from training.corpus import load_corpus
 from training.download import default_corpus
 
@@ -50,9 +50,9 @@ def accuracy(tag: str, asked: list[tuple[str, str]]) -> dict:
     started = time.perf_counter()
     for start in range(0, len(asked), BATCH):
         chunk = asked[start : start + BATCH]
-        answers = predictor.predict_next([NextWordInput(text=text, top_k=5) for text, _ in chunk])
+        answers = predictor.predict_next([NextWordQuery(text, 5) for text, _ in chunk])
         for (_, word), answer in zip(chunk, answers, strict=True):
-            named = [p.word for p in answer.predictions]
+            named = [p["word"] for p in answer["predictions"]]
             top1 += named[:1] == [word]
             top5 += word in named
     seconds = time.perf_counter() - started

@@ -21,8 +21,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench.launcher import REPO, Server
 from bench.run import one_input, wrk
-from service.launcher import REPO, Server
 
 CLIENTS = (1, 8, 32, 64)
 # (max_batch_size, batch_timeout in s): LitServe's own default is no batching (1, 0.0)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.launcher import REPO, Server
 from bench.run import one_input, wrk
-from service.launcher import REPO, Server
 
 # (library, pattern on a frame's file path); the first that matches names it.
 LIBRARIES = [

@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.engine import PROMPT, Sample, closed_loop, latency_ms, post, worker_rss_mb
-from service.launcher import REPO, Server
+from bench.launcher import REPO, Server
 
 PREDICT_BODY = {"inputs": [{"text": PROMPT, "top_k": 5}]}
 GENERATE_BODY = {"inputs": [{"prompt": PROMPT, "max_new_tokens": 20, "temperature": 0.8, "top_k": 40}]}

@@ -27,13 +27,13 @@ import httpx
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.launcher import REPO, Server
 from models.bundle import load_bundle
 from models.device import pick_dtype, precision_name
-from service.inference import Predictor
-from service.launcher import REPO, Server
-from service.schemas import NextWordInput
+from service.engine.inference import Predictor
+from service.engine.state_cache import StateCache
+from service.engine.types import NextWordQuery
 from service.settings import SETTINGS
-from service.state_cache import StateCache
 
 PREFIX = "The game was released in North America on the same"  # 10 words
 CLIENTS = (1, 8, 32, 64)
@@ -59,7 +59,7 @@ def in_process_limit(model_tag: str, dtype: torch.dtype, seconds: float) -> dict
     predictor = Predictor(load_bundle(model_tag, cpu, dtype), cpu)
     results = {}
     for batch in IN_PROCESS_BATCHES:
-        inputs = [NextWordInput(text=PREFIX, top_k=5)] * batch
+        inputs = [NextWordQuery(PREFIX, 5)] * batch
         predictor.predict_next(inputs)
         calls, started = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - started) < seconds:
@@ -78,7 +78,7 @@ class CachedQuery:
         bundle = load_bundle(model_tag, cpu, dtype)
         shape = (bundle.config.state_slots, bundle.config.num_layers, bundle.config.hidden_size)
         self.predictor = Predictor(bundle, cpu, StateCache(64 * 2**20, shape, dtype, cpu))
-        self.inputs = [NextWordInput(text=PREFIX, top_k=5)]
+        self.inputs = [NextWordQuery(PREFIX, 5)]
         self.predictor.predict_next(self.inputs)
 
     def median_ms(self, seconds: float, idle_s: float = 0.0) -> float:

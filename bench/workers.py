@@ -16,8 +16,8 @@ import argparse
 import statistics
 import sys
 
+from bench.launcher import Server
 from bench.run import one_input, wrk
-from service.launcher import Server
 
 LOADS = (("1 input, 64 clients", 1, 64), ("32 inputs, 8 clients", 32, 8))
 WRK_CORE = "0"

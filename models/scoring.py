@@ -7,7 +7,7 @@ batch cost more than the math. Scripted, each path runs with the GIL
 released once.
 
 Both calls resume each row from a state of its own, so a row can start
-where a cached prefix ended (``service.state_cache``) or from scratch (the
+where a cached prefix ended (``service.engine.state_cache``) or from scratch (the
 zero state). Rows are right-padded; ``lengths`` says how many of a row's
 tokens are real, and may be 0 for a row whose whole prefix was cached.
 Tokens run one step at a time, so a row's numbers do not depend on where
@@ -19,15 +19,15 @@ Usage::
 
     scorer = compile_scorer(bundle.model, bundle.config.log_probabilities)  # a model loaded with torch.jit.load
     hidden, state = scorer.prefill(tokens, lengths, state, hidden)
-    probs, ids, mass, line_break, hidden, state = scorer.top_words(tokens, lengths, state, hidden, k, line_break_id)
+    top = scorer.top_words(tokens, lengths, state, hidden, k, line_break_id)  # a TopWords
     # tokens (B, T) ids, lengths (B,), state (S, L, B, H), hidden (B, H) the top-layer
-    # output before ``tokens`` (read only where a length is 0); probs and ids (B, k),
-    # mass and line_break (B,)
+    # output before ``tokens`` (read only where a length is 0)
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,17 @@ from models.top_k import top_k
 # core, best of 12, medians of 4 interleaved rounds), batches of 8 and 32 the same.
 # CUDA's caching allocator keeps its memory, so on a GPU the rows go in one slice.
 ROWS_PER_DECODE = 32
+
+
+class TopWords(NamedTuple):
+    """``Scorer.top_words``' answer for B rows."""
+
+    probs: Tensor  # (B, k) probabilities of the likeliest next words, likeliest first
+    ids: Tensor  # (B, k) their vocabulary ids
+    mass: Tensor  # (B,) a completing row's total probability of its matching words; 1 for the others
+    line_break: Tensor  # (B,) the probability that a line break comes next
+    hidden: Tensor  # (B, H) top-layer output after each row, for the state cache
+    state: Tensor  # (S, L, B, H) state after each row, for the state cache
 
 
 def rows_per_decode(device: torch.device) -> int:
@@ -96,10 +107,8 @@ class Scorer(nn.Module):
         completing: Tensor | None = None,
         low: Tensor | None = None,
         high: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """The k likeliest next words after each row: (B, k) probabilities and ids, likeliest first.
-
-        The fourth result (B,) is each row's probability that ``line_break_id`` comes next.
+    ) -> TopWords:
+        """The k likeliest next words after each row, and each row's probability of ``line_break_id``.
 
         With ``sorted_ids`` (W,), the word ids in sorted order (``models.completion``),
         the rows listed in ``completing`` (C,) keep only the words at sorted places
@@ -107,9 +116,7 @@ class Scorer(nn.Module):
         that slice of the row's logits is read, so a completion costs its span, not
         the vocabulary. Their probabilities are renormalized over the slice (zeros
         past its end), and the third result (B,) is the slice's total probability
-        before that (0 for an empty slice; 1 for the other rows). Also returns the
-        top-layer output (B, H) and state (S, L, B, H) after each row, for the
-        state cache.
+        before that (``mass``: 0 for an empty slice; 1 for the other rows).
         """
         hidden, state = self.prefill(tokens, lengths, state, hidden)
         parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
@@ -121,12 +128,12 @@ class Scorer(nn.Module):
             )
         if len(parts) == 1:  # the usual case: no copies
             probs, top_ids, mass, line_break = parts[0]
-            return probs, top_ids, mass, line_break, hidden, state
+            return TopWords(probs, top_ids, mass, line_break, hidden, state)
         probs = torch.cat([part[0] for part in parts])
         top_ids = torch.cat([part[1] for part in parts])
         mass = torch.cat([part[2] for part in parts])
         line_break = torch.cat([part[3] for part in parts])
-        return probs, top_ids, mass, line_break, hidden, state
+        return TopWords(probs, top_ids, mass, line_break, hidden, state)
 
     def _top_rows(
         self,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from service.state_cache import StateCache
+    from service.engine.state_cache import StateCache
 
 BATCH_SIZE = Histogram(
     "nextword_batch_size",

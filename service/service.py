@@ -3,18 +3,17 @@
 Start it with ``bentoml serve service.service:NextWord`` (or ``make serve``).
 Each worker loads ``NEXTWORD_MODEL`` from the BentoML store once, serves a
 few warm-up batches, measures its decode rate, and only then reports ready
-on ``/readyz``. Requests are validated by BentoML against
-``service.schemas``. /predict_next requests are merged into batches by
-``service.batcher`` (or BentoML's adaptive batching, see
-``NEXTWORD_BATCHING``); /generate and /generate_stream rows are decoded step
-by step by ``service.scheduler``, and streamed by ``service.streaming``.
-``service.inference`` runs the math, ``service.state_cache`` spares it the
-prefixes it has seen. This class is the HTTP layer over them.
+on ``/readyz``.
+
+This file wires the two layers together with the settings: the HTTP edge
+(``service.http``: request models, errors, middleware, the direct route,
+streaming) and the engine (``service.engine``: /predict_next's batcher,
+/generate's scheduler, the model thread, inference, the state cache).
+``docs/architecture.md`` draws the data flow.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import logging
@@ -22,24 +21,27 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import bentoml
-import torch
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from models.bundle import check_entry
 from models.device import pick_device, precision_name
 from service import metrics
-from service.batcher import RUN_HERE_UP_TO, MicroBatcher
-from service.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
-from service.inference import load_predictor
-from service.model_thread import ModelThread
-from service.scheduler import Overloaded, Scheduler, SchedulerConfig, Shed
-from service.schemas import (
+from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
+from service.engine.inference import load_predictor
+from service.engine.job import Overloaded, Shed
+from service.engine.model_thread import ModelThread
+from service.engine.scheduler import Scheduler, SchedulerConfig
+from service.engine.threads import TorchThreads
+from service.engine.types import NextWordQuery
+from service.http.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
+from service.http.schemas import (
+    NEXT_WORD_OUTPUTS,
     GenerateBatch,
     GenerateRequest,
     GenerateResults,
@@ -49,24 +51,18 @@ from service.schemas import (
     NextWordInput,
     NextWordResults,
     PredictRequest,
+    generate_output,
 )
+from service.http.streaming import sse_events
 from service.serve import mark_failed_start, store_home
-from service.settings import SETTINGS
-from service.streaming import sse_events
+from service.settings import API_ROUTES, SETTINGS
 
 logger = logging.getLogger("nextword")
 install_process_wide()
-In = TypeVar("In")
-Out = TypeVar("Out")
-
-# Batches smaller than this run on one torch thread: for them, waking a second
-# idle core costs more than it saves (measured: 1 input after an idle gap,
-# 8 ms on 2 threads, 3 ms on 1), while large batches gain from every core.
-SMALL_BATCH = 8
 
 # The model thread needs the GIL back from the busy event loop to collect each
 # finished batch, and Python makes it wait up to the switch interval (5 ms by
-# default). Measured at 64 clients: service/floor 0.70 at 5 ms, 0.74 at 0.2 ms.
+# default); docs/benchmarks.md has what the shorter one gains.
 GIL_SWITCH_INTERVAL_S = 0.0002
 
 
@@ -96,17 +92,20 @@ class NextWord:
         self.ready = False
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         device = pick_device(SETTINGS.device)
+        self.threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
         # Every torch call, loading and warm-up included, runs on the model thread.
         # OpenMP keeps a thread team per calling thread, and torch.set_num_threads
         # only sets the caller's: a second team (from loading on the main thread,
         # say) leaves more OpenMP threads than cores, and libgomp then sleeps at
-        # every barrier instead of spinning. Measured: a batch of 128 took 12 ms
-        # instead of 8 once any second thread had run torch with two threads.
+        # every barrier instead of spinning, and a batch of 128 ran 1.5 times as long
+        # instead of 8 once any second thread had run torch with two threads (docs/benchmarks.md).
         # The one exception, a lone one-input request while this thread is idle
-        # (service.batcher), runs on the loop's thread with one torch thread: no team.
+        # (service.engine.batcher), runs on the loop's thread with one torch thread: no team.
         model_thread = ModelThread()
         try:
-            bundle, self.predictor = model_thread.submit(load_predictor, self.stored_model, device).result()
+            bundle, self.predictor = model_thread.submit(
+                load_predictor, self.stored_model, device, SETTINGS.precision, SETTINGS.state_cache_mb, self.threads
+            ).result()
         except Exception as error:  # a corrupt or incompatible store entry: no worker could ever serve it
             first_line = (str(error).strip().splitlines() or [""])[0]
             stop_server(
@@ -122,12 +121,12 @@ class NextWord:
                 timeout_s=SETTINGS.timeout_s,
                 max_queued_tokens=SETTINGS.max_queued_tokens,
             ),
-            threads_for=lambda rows: use_threads_for(rows, spare_loop_core=False),
+            threads_for=self.threads.for_generate,
         )
         model_thread.submit(self.scheduler.calibrate).result()
         # Startup leaves some 200,000 long-lived objects (torch, BentoML, the
         # model, the vocabulary) that every full garbage collection would walk
-        # again while serving. Measured at 64 clients: +4 to +8% requests/s.
+        # again while serving (docs/benchmarks.md has the gain).
         gc.freeze()
         merge = SETTINGS.batching == "on"
         self.predict_batcher = MicroBatcher(
@@ -157,26 +156,27 @@ class NextWord:
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         """Top-k next words, with probabilities, for each text prefix."""
         if SETTINGS.batching == "adaptive":  # BentoML's batching splits this list among the requests
-            return await self.predict_batcher.submit(inputs)
+            return await self.predict_batcher.submit([item.query() for item in inputs])
         return await self.answer_predict_next(inputs)
 
     async def answer_predict_next(self, inputs: list[NextWordInput]) -> Response:
         """/predict_next's answer, by BentoML's route or the direct one."""
-        return next_word_response(await self.predict_batcher.submit(inputs))
+        return next_word_response(await self.predict_batcher.submit([item.query() for item in inputs]))
 
     @bentoml.api(input_spec=GenerateRequest)
     async def generate(self, inputs: GenerateBatch) -> GenerateResults:
         """Continue each prompt by sampling from the model."""
         try:
-            return await self.scheduler.generate(inputs)
+            generations = await self.scheduler.generate([item.request() for item in inputs])
         except Overloaded as error:
             return JSONResponse(overloaded_body(error), status_code=429, headers=retry_after(error))
+        return [generate_output(generation) for generation in generations]
 
     @bentoml.api(input_spec=GenerateStreamRequest)
     async def generate_stream(self, inputs: GenerateStreamBatch, ctx: bentoml.Context) -> AsyncGenerator[str, None]:
         """Continue one prompt, streaming each token as a Server-Sent Event, then a final event."""
         try:
-            job = self.scheduler.submit(inputs, stream=True)
+            job = self.scheduler.submit([item.request() for item in inputs], stream=True)
         except Overloaded as error:
             # BentoML reads the status and headers after the first chunk, so the refusal is a plain 429.
             ctx.response.status_code = 429
@@ -186,12 +186,18 @@ class NextWord:
         async for event in sse_events(job, self.predictor):
             yield event
 
-    def _predict_batch(self, inputs: list[NextWordInput]) -> NextWordResults:
-        outputs = run_measured("predict_next", self.predictor.predict_next, inputs)
-        metrics.TOKENS_PROCESSED.labels("predict_next").inc(sum(o.tokens for o in outputs))
-        metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(o.unknown for o in outputs))
+    def _predict_batch(self, queries: list[NextWordQuery]) -> NextWordResults:
+        """One /predict_next batch, on the model thread: run, measured, and built into response models."""
+        self.threads.use_for(len(queries), spare_loop_core=True)
+        started = time.perf_counter()
+        answers = self.predictor.predict_next(queries)
+        metrics.INFERENCE_SECONDS.labels("predict_next").observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels("predict_next").observe(len(queries))
+        metrics.TOKENS_PROCESSED.labels("predict_next").inc(sum(answer["tokens"] for answer in answers))
+        metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(answer["unknown"] for answer in answers))
         metrics.record_cache(self.predictor.cache)
-        return outputs
+        # One pydantic-core call for the batch, here on the model thread rather than the busy event loop.
+        return NEXT_WORD_OUTPUTS.validate_python(answers)
 
 
 def stop_server(message: str) -> NoReturn:
@@ -218,29 +224,6 @@ def retry_after(error: Overloaded) -> dict[str, str]:
     return {"retry-after": str(error.retry_after_s)}
 
 
-def run_measured(endpoint: str, run: Callable[[list[In]], list[Out]], inputs: list[In]) -> list[Out]:
-    """Run one batch on the right number of threads, recording its size and time."""
-    use_threads_for(len(inputs), spare_loop_core=endpoint == "predict_next")
-    started = time.perf_counter()
-    outputs = run(inputs)
-    metrics.INFERENCE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-    metrics.BATCH_SIZE.labels(endpoint).observe(len(inputs))
-    return outputs
-
-
-def use_threads_for(batch_size: int, spare_loop_core: bool) -> None:
-    threads = 1 if batch_size < SMALL_BATCH else large_batch_threads(spare_loop_core)
-    if torch.get_num_threads() != threads:  # decode steps come hundreds a second
-        torch.set_num_threads(threads)
-
-
-@functools.cache
-def large_batch_threads(spare_loop_core: bool) -> int:
-    """Read once: counting the cores reads the cgroup's CPU quota from a file, and batches come hundreds a second."""
-    return SETTINGS.threads_per_worker(spare_loop_core)
-
-
 DEMO_PAGE = Path(__file__).parent / "demo"  # the typing page: static files, served at /demo/
-API_ROUTES = {"/predict_next", "/generate", "/generate_stream"}
 NextWord.mount_asgi_app(StaticFiles(directory=DEMO_PAGE, html=True), path="/demo", name="demo")
-wear(NextWord, API_ROUTES)
+wear(NextWord, set(API_ROUTES))

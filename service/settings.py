@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES
+from service.engine.types import BatchingPolicy
 
 BATCHING_MODES = ("on", "adaptive", "off")
-GENERATE_BATCHING_MODES = ("continuous", "request", "off")
+GENERATE_BATCHING_MODES = tuple(policy.value for policy in BatchingPolicy)
 CACHE_SHARE_OF_MEMORY = 0.01  # NEXTWORD_STATE_CACHE_MB=auto: this share of the machine's memory, split by workers
 CACHE_AUTO_MAX_MB = 1024
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" in microseconds, or "max PERIOD"
@@ -61,9 +62,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "share of requests traced with OpenTelemetry, 0..1; at 0 the API routes skip the tracing middleware",
     ),
 }
-# With tracing off, BentoML's OpenTelemetry middleware still costs every request its
-# spans; these routes skip it then (BentoML's own tracing.excluded_urls).
-UNTRACED_WHEN_OFF = ("/predict_next", "/generate", "/generate_stream")
+# The API's routes: those the edge answers errors on in its own shape, and those that skip
+# BentoML's OpenTelemetry middleware when tracing is off (its spans cost every request).
+API_ROUTES = ("/predict_next", "/generate", "/generate_stream")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Settings:
     workers: int
     torch_threads: int
     batching: str
-    generate_batching: str
+    generate_batching: BatchingPolicy
     state_cache_mb: int
     max_queued_tokens: int
     max_batch_size: int
@@ -143,7 +144,7 @@ class Settings:
             workers=integer("NEXTWORD_WORKERS", 1),
             torch_threads=integer("NEXTWORD_TORCH_THREADS", 0),
             batching=choice("NEXTWORD_BATCHING", BATCHING_MODES),
-            generate_batching=choice("NEXTWORD_GENERATE_BATCHING", GENERATE_BATCHING_MODES),
+            generate_batching=BatchingPolicy(choice("NEXTWORD_GENERATE_BATCHING", GENERATE_BATCHING_MODES)),
             state_cache_mb=cache_size(),
             max_queued_tokens=integer("NEXTWORD_MAX_QUEUED_TOKENS", 0),
             max_batch_size=integer("NEXTWORD_MAX_BATCH_SIZE", 2),
@@ -173,11 +174,11 @@ class Settings:
         """Tracing on: every route traced at the sample rate. Off: the API routes skip the middleware."""
         if self.tracing_sample_rate > 0:
             return {"sample_rate": self.tracing_sample_rate}
-        return {"excluded_urls": list(UNTRACED_WHEN_OFF)}
+        return {"excluded_urls": list(API_ROUTES)}
 
     @property
     def direct_route(self) -> bool:
-        """Whether /predict_next takes the direct route (``service.direct_route``).
+        """Whether /predict_next takes the direct route (``service.http.direct_route``).
 
         Not with tracing on: BentoML's route sets the request id the tracing
         middleware found on each response. Not with adaptive batching: that is

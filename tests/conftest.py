@@ -18,7 +18,7 @@ os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="nextword-test-bentoml-")
 
 import httpx  # noqa: E402
 
-from service.launcher import Server  # noqa: E402
+from bench.launcher import Server  # noqa: E402
 from training.corpus import CorpusError, load_corpus  # noqa: E402
 from training.download import default_corpus  # noqa: E402
 from training.train import TrainConfig, export, train  # noqa: E402

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from service.batcher import MicroBatcher
-from service.model_thread import ModelThread
+from service.engine.batcher import MicroBatcher
+from service.engine.model_thread import ModelThread
 
 
 class Recorder:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.launcher import REPO
+from bench.launcher import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from models.bundle import load_bundle
 from models.completion import PrefixIndex
 from models.tokenizer import Tokenizer, TokenizerSettings
 from models.vocab import Vocabulary
-from service.inference import Predictor
-from service.schemas import NextWordInput
+from service.engine.inference import Predictor
+from service.engine.types import NextWordQuery
 from tests.http_calls import predict
 
 
@@ -32,9 +32,9 @@ def test_a_fragment_is_one_span_of_the_sorted_words() -> None:
 def test_a_lower_casing_model_completes_case_insensitively(tiny_model_tag: str) -> None:
     bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
     bundle.tokenizer = Tokenizer(TokenizerSettings(lowercase=True))
-    (answer,) = Predictor(bundle, torch.device("cpu")).predict_next([NextWordInput(text="In The Fi", complete=True)])
-    assert answer.fragment == "fi" and answer.predictions
-    assert all(p.word.startswith("fi") for p in answer.predictions)
+    (answer,) = Predictor(bundle, torch.device("cpu")).predict_next([NextWordQuery("In The Fi", 5, complete=True)])
+    assert answer["fragment"] == "fi" and answer["predictions"]
+    assert all(p["word"].startswith("fi") for p in answer["predictions"])
 
 
 # -- over HTTP ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from service.launcher import REPO
+from bench.launcher import REPO
 from training.corpus import CorpusError, load_corpus
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.launcher import Server
+from bench.launcher import Server
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.launcher import REPO
+from bench.launcher import REPO
 from service.settings import VARIABLES, Settings
 
 MANIFESTS = REPO / "deploy" / "kubernetes"

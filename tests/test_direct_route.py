@@ -17,9 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import Response
 
-from service.direct_route import DirectHandler, DirectRoute
-from service.launcher import Server
-from service.schemas import NextWordInput, PredictRequest
+from bench.launcher import Server
+from service.http.direct_route import DirectHandler, DirectRoute
+from service.http.schemas import NextWordInput, PredictRequest
 from tests.test_service import BAD_REQUESTS
 
 

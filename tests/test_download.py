@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.launcher import free_port
+from bench.launcher import free_port
 from training.corpus import CorpusError, load_corpus
 from training.download import WIKITEXT2_MEMBERS, ensure_wikitext2
 

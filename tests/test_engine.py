@@ -21,8 +21,8 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from bench.launcher import Server
 from models.tokenizer import Tokenizer
-from service.launcher import Server
 from tests.http_calls import generate, predict
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from service.launcher import Server
+from bench.launcher import Server
 
 pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 40  # a few seconds per operation against the tiny model

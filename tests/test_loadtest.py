@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.launcher import REPO, free_port
+from bench.launcher import REPO, free_port
 
 pytestmark = pytest.mark.slow
 

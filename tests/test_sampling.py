@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
+from service.engine.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 
 LOGITS = torch.log(torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]]))
 

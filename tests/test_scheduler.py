@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from models.bundle import load_bundle
-from service.inference import DecodeBatch, Predictor, Row
-from service.scheduler import Scheduler, SchedulerConfig
-from service.schemas import GenerateInput
+from service.engine.inference import DecodeBatch, Predictor, Row
+from service.engine.scheduler import Scheduler, SchedulerConfig
+from service.engine.types import GenerationRequest
 
-GREEDY = {"prompt": "the", "temperature": 0}
+GREEDY = {"prompt": "the", "temperature": 0.0}
 
 
 class FailsOnce(Predictor):
@@ -48,12 +48,12 @@ def test_a_failing_step_fails_its_rows_and_the_engine_keeps_serving(engine) -> N
     scheduler, predictor = engine
 
     async def scenario() -> None:
-        running = asyncio.ensure_future(scheduler.generate([GenerateInput(**GREEDY, max_new_tokens=200)]))
+        running = asyncio.ensure_future(scheduler.generate([GenerationRequest(**GREEDY, max_new_tokens=200)]))
         await asyncio.sleep(0.05)  # it is decoding
         predictor.fail_next = True
         with pytest.raises(RuntimeError, match="the device failed"):
             await running
-        (after,) = await scheduler.generate([GenerateInput(**GREEDY, max_new_tokens=5)])
+        (after,) = await scheduler.generate([GenerationRequest(**GREEDY, max_new_tokens=5)])
         assert len(after.tokens) == 5  # greedy on the tiny model never ends its text early
 
     asyncio.run(scenario())
@@ -66,7 +66,7 @@ def test_requests_submitted_while_steps_run_all_finish_in_order_of_their_own(eng
     async def scenario() -> list[int]:
         jobs = []
         for n in range(1, 13):  # 12 requests, 4 rows at a time: most join a running chain
-            jobs.append(asyncio.ensure_future(scheduler.generate([GenerateInput(**GREEDY, max_new_tokens=n)])))
+            jobs.append(asyncio.ensure_future(scheduler.generate([GenerationRequest(**GREEDY, max_new_tokens=n)])))
             await asyncio.sleep(0.001)
         return [len(output.tokens) for (output,) in await asyncio.gather(*jobs)]
 
@@ -80,7 +80,7 @@ def test_a_stream_gets_every_token_when_the_loop_falls_behind_the_steps(engine) 
     scheduler, _ = engine
 
     async def scenario() -> tuple[list[int | None], int]:
-        job = scheduler.submit([GenerateInput(**GREEDY, max_new_tokens=30)], stream=True)
+        job = scheduler.submit([GenerationRequest(**GREEDY, max_new_tokens=30)], stream=True)
         time.sleep(0.5)  # the event loop is busy: every step runs before any report is read
         tokens = [token async for _row, token in job.tokens()]
         return tokens, len(job.rows[0].ids)

@@ -13,9 +13,9 @@ import torch
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
+from bench.launcher import Server
 from models.bundle import load_bundle
 from models.device import pick_dtype, precision_name
-from service.launcher import Server
 from tests.http_calls import generate, predict
 
 pytestmark = pytest.mark.slow

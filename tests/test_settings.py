@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from bench.launcher import REPO
 from service import metrics
-from service.launcher import REPO
 from service.settings import VARIABLES, Settings, available_cores, available_memory_mb
 
 

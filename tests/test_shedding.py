@@ -1,4 +1,4 @@
-"""Which queued /generate rows are shed: service.shedding's estimate, on rows as the scheduler holds them.
+"""Which queued /generate rows are shed: service.engine.shedding's estimate, on rows as the scheduler holds them.
 
 The engine's behaviour over HTTP (a 429 from the queue instead of a 504) is
 tested in tests/test_engine.py; here, the arithmetic, at 100 tokens/s with
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.inference import Row
-from service.schemas import GenerateInput
-from service.shedding import late_rows
+from service.engine.inference import Row
+from service.engine.shedding import late_rows
+from service.engine.types import GenerationRequest
 
 RATE, MAX_ROWS = 100.0, 10
 
@@ -24,7 +24,7 @@ class Request:
 
 
 def queued(tokens: int, deadline: float | None, cancelled: bool = False) -> Row:
-    row = Row(input=GenerateInput(prompt="the", max_new_tokens=tokens), prompt=None, stops=[], generator=None)
+    row = Row(input=GenerationRequest("the", max_new_tokens=tokens), prompt=None, stops=[], generator=None)
     row.job, row.cancelled = Request(deadline), cancelled
     return row
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.launcher import REPO, free_port, wait_until_ready
+from bench.launcher import REPO, free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from bench.launcher import REPO
 from models.bundle import SERVING_METHODS, load_bundle, prepare_for_inference
 from models.rnn import ModelConfig, RecurrentLM
 from models.scoring import compile_scorer
-from service.launcher import REPO
 from training.corpus import load_corpus
 from training.data import encode_stream
 from training.evaluate import evaluate

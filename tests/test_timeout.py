@@ -1,4 +1,4 @@
-"""The request timeout middleware that replaces BentoML's (service.timeout)."""
+"""The request timeout middleware that replaces BentoML's (service.http.timeout)."""
 
 import asyncio
 from dataclasses import replace
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from bentoml._internal.server.http import traffic
 
-from service.timeout import TimeoutMiddleware
+from service.http.timeout import TimeoutMiddleware
 
 
 async def _fast_app(scope: dict, receive: Any, send: Any) -> None:

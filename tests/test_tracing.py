@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.launcher import Server
+from bench.launcher import Server
 
 pytestmark = pytest.mark.slow
 

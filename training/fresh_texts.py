@@ -5,7 +5,7 @@ stream, so every word has hundreds of words of context and the recency
 cache's window is always full. People type short texts from nothing: a
 message, a search, a sentence in an editor. Here each text of a split is
 typed alone, from the zero state and the leading line break that the
-service puts before every text (``service.inference``).
+service puts before every text (``service.engine.inference``).
 
 A text is a sentence: the tokens of a paragraph line up to and including
 each ``.``, ``!`` or ``?``, headings (`` = Title = ``) left out. A sentence

@@ -20,8 +20,10 @@ import bentoml
 import litserve as ls
 import torch
 
-from service.inference import Predictor, load_predictor
-from service.schemas import NextWordInput, PredictRequest
+from service.engine.inference import Predictor, load_predictor
+from service.engine.threads import TorchThreads
+from service.engine.types import NextWordQuery
+from service.http.schemas import NEXT_WORD_OUTPUTS, PredictRequest
 from service.settings import SETTINGS
 
 
@@ -32,19 +34,24 @@ class NextWordAPI(ls.LitAPI):
         self.predictor: Predictor | None = None
 
     def setup(self, device: str) -> None:
-        _, self.predictor = load_predictor(bentoml.models.get(self.model_tag), torch.device(device))
-        torch.set_num_threads(SETTINGS.threads_per_worker(spare_loop_core=True))  # as the service's /predict_next
+        threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
+        stored = bentoml.models.get(self.model_tag)
+        _, self.predictor = load_predictor(
+            stored, torch.device(device), SETTINGS.precision, SETTINGS.state_cache_mb, threads
+        )
+        torch.set_num_threads(threads.large_predict_batch)  # as the service's /predict_next
 
-    def decode_request(self, request: dict) -> list[NextWordInput]:
-        return PredictRequest.model_validate(request).inputs
+    def decode_request(self, request: dict) -> list[NextWordQuery]:
+        return [item.query() for item in PredictRequest.model_validate(request).inputs]
 
-    def batch(self, inputs: list[list[NextWordInput]]) -> list[list[NextWordInput]]:
+    def batch(self, inputs: list[list[NextWordQuery]]) -> list[list[NextWordQuery]]:
         return inputs
 
-    def predict(self, requests: list[list[NextWordInput]] | list[NextWordInput]) -> list:
+    def predict(self, requests: list[list[NextWordQuery]] | list[NextWordQuery]) -> list:
         if self.max_batch_size == 1:  # unbatched: one request's inputs
-            return self.predictor.predict_next(requests)
-        outputs = self.predictor.predict_next([item for inputs in requests for item in inputs])
+            return NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(requests))
+        flat = [item for inputs in requests for item in inputs]
+        outputs = NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(flat))
         answers, start = [], 0
         for inputs in requests:
             answers.append(outputs[start : start + len(inputs)])

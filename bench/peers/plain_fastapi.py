@@ -20,25 +20,35 @@ import uvicorn
 from fastapi import FastAPI
 
 from models.device import pick_device
-from service.batcher import RUN_HERE_UP_TO, MicroBatcher
-from service.inference import load_predictor
-from service.model_thread import ModelThread
-from service.schemas import NextWordOutput, PredictRequest
+from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
+from service.engine.inference import load_predictor
+from service.engine.model_thread import ModelThread
+from service.engine.threads import TorchThreads
+from service.engine.types import NextWordQuery
+from service.http.schemas import NEXT_WORD_OUTPUTS, NextWordOutput, PredictRequest
 from service.settings import SETTINGS
 
 
 def create_app(model_tag: str) -> FastAPI:
     model_thread = ModelThread("peer-model")
     device = pick_device(SETTINGS.device)
-    _, predictor = model_thread.submit(load_predictor, bentoml.models.get(model_tag), device).result()
-    model_thread.submit(torch.set_num_threads, SETTINGS.threads_per_worker(spare_loop_core=True)).result()
+    threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
+    stored = bentoml.models.get(model_tag)
+    _, predictor = model_thread.submit(
+        load_predictor, stored, device, SETTINGS.precision, SETTINGS.state_cache_mb, threads
+    ).result()
+    model_thread.submit(torch.set_num_threads, threads.large_predict_batch).result()
     torch.set_num_threads(1)  # this thread's own, for the lone requests it runs: it will run the event loop
-    batcher = MicroBatcher(predictor.predict_next, model_thread, SETTINGS.max_batch_size, run_here_up_to=RUN_HERE_UP_TO)
+
+    def answer(queries: list[NextWordQuery]) -> list[NextWordOutput]:
+        return NEXT_WORD_OUTPUTS.validate_python(predictor.predict_next(queries))
+
+    batcher = MicroBatcher(answer, model_thread, SETTINGS.max_batch_size, run_here_up_to=RUN_HERE_UP_TO)
     app = FastAPI()
 
     @app.post("/predict_next")
     async def predict_next(request: PredictRequest) -> list[NextWordOutput]:
-        return await batcher.submit(request.inputs)
+        return await batcher.submit([item.query() for item in request.inputs])
 
     @app.get("/readyz")
     async def ready() -> str:

@@ -51,7 +51,7 @@ class ClientErrorsOnOneLine(logging.Filter):
 
 
 def log_client_error(method: str, path: str, status: int, error: BaseException) -> None:
-    """The same one line for a client error answered outside BentoML's route (``service.direct_route``)."""
+    """The same one line for a client error answered outside BentoML's route (``service.http.direct_route``)."""
     logging.getLogger(BENTOML_REQUEST_LOGGER).info(CLIENT_ERROR_LINE, method, path, status, client_error_fields(error))
 
 

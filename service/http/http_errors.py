@@ -1,6 +1,6 @@
 """Every error the service answers is JSON, in one shape.
 
-The shape, published in the OpenAPI document (``service.openapi``)::
+The shape, published in the OpenAPI document (``service.http.openapi``)::
 
     {"error": "what went wrong", "detail": [{"loc": [...], "msg": "...", "type": "..."}]}
 

@@ -11,7 +11,7 @@ keeps every bound and says what the server does:
   ``nullable``, one ``example``);
 - request bodies required;
 - every error status an API route answers (400, 413, 415, 429, 500, 503,
-  504) described with the one error shape of ``service.http_errors``, and
+  504) described with the one error shape of ``service.http.http_errors``, and
   ``Retry-After`` on 429;
 - the stream's 200 described event by event (``data``, ``event``), as SSE
   clients and schemathesis read it.
@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from service.http_errors import send_json
+from service.http.http_errors import send_json
 
 OPENAPI_VERSION = "3.0.3"
 ERROR_SCHEMA = {

@@ -3,6 +3,8 @@
 Every field has bounds, a description and an example; these feed the OpenAPI
 schema on ``/docs.json`` and the tests. Token caps are checked here with the
 serving tokenizer, so an over-long input is refused before it is batched.
+A valid input becomes the engine's type (``NextWordInput.query``,
+``GenerateInput.request``), and the engine's results become responses here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from models.tokenizer import Tokenizer
+from service.engine.types import Generation, GenerationRequest, NextWordQuery
 from service.settings import SETTINGS
 
 # Lower-casing does not change how many tokens a text has, so the default
@@ -69,6 +72,9 @@ class NextWordInput(_Strict):
     )
 
     _tokens = field_validator("text")(_check_token_count)
+
+    def query(self) -> NextWordQuery:
+        return NextWordQuery(self.text, self.top_k, self.complete)
 
 
 class WordProbability(BaseModel):
@@ -200,6 +206,11 @@ class GenerateInput(_Strict):
 
     _tokens = field_validator("prompt")(_check_token_count)
 
+    def request(self) -> GenerationRequest:
+        return GenerationRequest(
+            self.prompt, self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.seed, tuple(self.stop)
+        )
+
 
 class GenerateOutput(BaseModel):
     text: str = Field(
@@ -279,5 +290,17 @@ class GenerateStreamRequest(_Request):
 # from building the output's JSON schema again on every response (12% of a
 # busy worker's time when it did).
 NextWordResults = Annotated[list[NextWordOutput], ContentType("application/json")]
-NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])  # builds and dumps a whole batch in one pydantic-core call
+# Builds a whole batch of the engine's answers (``NextWords`` dicts) and dumps it, each in one pydantic-core call.
+NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])
 GenerateResults = Annotated[list[GenerateOutput], ContentType("application/json")]
+
+
+def generate_output(generation: Generation) -> GenerateOutput:
+    """The engine's finished row as the API answers it."""
+    return GenerateOutput(
+        text=generation.text,
+        tokens=generation.tokens,
+        finish_reason=generation.finish_reason.value,
+        prompt_tokens=generation.prompt_tokens,
+        unknown=generation.unknown,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.http_errors import error_body, send_json
+from service.http.http_errors import error_body, send_json
 
 Scope = dict[str, Any]
 

@@ -11,7 +11,7 @@ model, await the handler, send its response. A validation error gets the
 Everything outside it still applies, since it is the innermost of our
 middlewares and BentoML's own wrap ours: request metrics, the concurrency
 limit and the request timeout (BentoML's), the body size limit, 415 for a
-body that is not JSON and the one error shape (``service.http_stack``). The
+body that is not JSON and the one error shape (``service.http.http_stack``). The
 ``@bentoml.api`` method stays the published contract, and serves whatever
 this layer passes on: every request until the worker registers its handler
 (``DirectHandler.serve``), and every request when the handler is never
@@ -35,8 +35,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from service.http_errors import send_json
-from service.logs import log_client_error
+from service.http.http_errors import send_json
+from service.http.logs import log_client_error
 
 logger = logging.getLogger("nextword")
 Scope = dict[str, Any]

@@ -1,9 +1,8 @@
 """Deadline-aware shedding: refuse queued /generate work that can no longer finish in time.
 
-Admission (``service.scheduler``) bounds the outstanding tokens by what the
+Admission (``service.engine.scheduler``) bounds the outstanding tokens by what the
 decode rate measured before finishes within the request timeout. A burst
-can decode slower than that (on the 2-core machine, 0.62 to 0.95 of it,
-README "Generation engine"), and then the last rows admitted would run
+can decode slower than that (``docs/benchmarks.md``, overload), and then the last rows admitted would run
 until the timeout answers them 504, holding their client for the whole
 timeout. So while rows wait, the scheduler asks which of them could no
 longer finish even at the rate the engine has decoded at over the last
@@ -27,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from service.inference import Row
+from service.engine.inference import Row
 
 SHED_EVERY_S = 0.25  # at most this often: a scan costs a pass over the queue
 

@@ -4,7 +4,7 @@ uvicorn answers a request its HTTP parser cannot read (a malformed
 Content-Length, a broken request line) with a plain-text 400 before any
 ASGI code runs, so no middleware can reach it. ``install()`` replaces that
 one method of uvicorn's protocol classes (h11's, and httptools' when it is
-installed) with one that writes ``service.http_errors``' shape. uvicorn
+installed) with one that writes ``service.http.http_errors``' shape. uvicorn
 builds each connection's protocol from these classes, so it must run at
 import of the service module, before the server starts.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.http_errors import error_body
+from service.http.http_errors import error_body
 
 
 def invalid_http_body(msg: str) -> bytes:

@@ -18,15 +18,15 @@ from typing import Any
 
 from starlette.responses import Response
 
-from service.body_limit import BodySizeLimit
-from service.direct_route import DirectHandler, DirectRoute
-from service.http_errors import JSONErrors
-from service.logs import install as install_quiet_client_errors
-from service.openapi import ServeContract
-from service.protocol_errors import install as install_json_protocol_errors
-from service.schemas import NEXT_WORD_OUTPUTS, NextWordInput, NextWordOutput, PredictRequest
+from service.http.body_limit import BodySizeLimit
+from service.http.direct_route import DirectHandler, DirectRoute
+from service.http.http_errors import JSONErrors
+from service.http.logs import install as install_quiet_client_errors
+from service.http.openapi import ServeContract
+from service.http.protocol_errors import install as install_json_protocol_errors
+from service.http.schemas import NEXT_WORD_OUTPUTS, NextWordInput, NextWordOutput, PredictRequest
+from service.http.timeout import install as install_request_timeout
 from service.settings import SETTINGS
-from service.timeout import install as install_request_timeout
 
 
 def install_process_wide() -> None:
@@ -36,7 +36,7 @@ def install_process_wide() -> None:
     install_json_protocol_errors()
 
 
-# /predict_next's JSON requests, answered by service.direct_route once the worker registers its answer.
+# /predict_next's JSON requests, answered by service.http.direct_route once the worker registers its answer.
 PREDICT_NEXT_DIRECT = DirectHandler(PredictRequest)
 
 

@@ -10,14 +10,14 @@ the probability of one in its own field. A text ends (``finish_reason: "eos"``)
 only where the model chooses ``<eot>``, which training puts at the end of
 each corpus text, not of each line (``training.data``).
 
-Generation is split into steps so that a scheduler (``service.scheduler``)
+Generation is split into steps so that a scheduler (``service.engine.scheduler``)
 can add and retire rows between any two of them::
 
     batch = predictor.start(rows)      # prefill the prompts: a DecodeBatch
     batch.extend(predictor.start(more)) # rows may join at any step
     while batch.rows:
         emitted = predictor.step(batch) # one token for every row; finished rows leave
-    predictor.output(row)               # a finished row as a GenerateOutput
+    predictor.output(row)               # a finished row as a Generation
 
 With a ``StateCache``, every prefix and prompt resumes from its longest
 cached prefix and only the rest of it runs.
@@ -26,7 +26,7 @@ cached prefix and only the rest of it runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import bentoml
 import torch
@@ -37,10 +37,13 @@ from models.completion import PrefixIndex
 from models.device import pick_dtype
 from models.scoring import compile_scorer, rows_per_decode
 from models.word_search import WordSearch, fragment_of, phase_after
-from service.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
-from service.schemas import NEXT_WORD_OUTPUTS, GenerateInput, GenerateOutput, NextWordInput, NextWordOutput
-from service.settings import SETTINGS
-from service.state_cache import StateCache
+from service.engine.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
+from service.engine.state_cache import StateCache
+from service.engine.threads import TorchThreads
+from service.engine.types import FinishReason, Generation, GenerationRequest, NextWordQuery, NextWords
+
+if TYPE_CHECKING:
+    from service.engine.scheduler import Job
 
 
 @dataclass
@@ -54,16 +57,21 @@ class Encoded:
 
 @dataclass(eq=False)
 class Row:
-    """One /generate input while it is being decoded."""
+    """One generation request while it is queued or being decoded."""
 
-    input: GenerateInput
+    input: GenerationRequest
     prompt: Encoded
-    stops: list[list[int]]
-    generator: torch.Generator
+    stops: list[list[int]]  # each stop sequence as ids
+    generator: torch.Generator  # the row's own seeded draws
     ids: list[int] = field(default_factory=list)  # generated so far
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None  # set when the row ends
     cancelled: bool = False  # set from outside (a timeout, a disconnect): leave at the next step
-    job: Any = None  # the scheduler's handle on the request this row belongs to
+    job: Job | None = None  # the scheduler's handle on the request this row belongs to
+
+    @property
+    def tokens_left(self) -> int:
+        """Tokens it may still generate: the work it holds in the scheduler's admission count."""
+        return self.input.max_new_tokens - len(self.ids)
 
 
 @dataclass
@@ -116,7 +124,7 @@ class Predictor:
         ids = self.vocab.encode(tokens)
         return Encoded([self.vocab.line_break_id, *ids], len(ids), ids.count(self.vocab.unk_id))
 
-    def _split_fragment(self, item: NextWordInput) -> tuple[Encoded, str | None]:
+    def _split_fragment(self, item: NextWordQuery) -> tuple[Encoded, str | None]:
         """The text to score, and the partly typed word at its end when the input asks to complete one."""
         tokens = self.tokenizer.tokenize(item.text)
         if item.complete and tokens and not item.text[-1].isspace():
@@ -124,7 +132,7 @@ class Predictor:
         return self._encode_tokens(tokens), None
 
     @torch.inference_mode()
-    def predict_next(self, inputs: list[NextWordInput]) -> list[NextWordOutput]:
+    def predict_next(self, inputs: list[NextWordQuery]) -> list[NextWords]:
         if self.word_search is not None:
             return self._predict_next_by_characters(inputs, self.word_search)
         split = [self._split_fragment(item) for item in inputs]
@@ -134,17 +142,22 @@ class Predictor:
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
         tokens, lengths, state, hidden = self._resume(rows)
         completions = self._span_tensors(spans) if any(span is not None for span in spans) else ()
-        top_probs, top_ids, kept, line_break, hidden, state = self.scorer.top_words(
-            tokens, lengths, state, hidden, k, self.vocab.line_break_id, *completions
-        )
+        top = self.scorer.top_words(tokens, lengths, state, hidden, k, self.vocab.line_break_id, *completions)
         if self.cache is not None:
-            self.cache.store(rows, state, hidden)
-        out = []
+            self.cache.store(rows, top.state, top.hidden)
+        out: list[NextWords] = []
         rows_out = zip(
-            inputs, split, spans, top_ids.tolist(), top_probs.tolist(), kept.tolist(), line_break.tolist(), strict=True
+            inputs,
+            split,
+            spans,
+            top.ids.tolist(),
+            top.probs.tolist(),
+            top.mass.tolist(),
+            top.line_break.tolist(),
+            strict=True,
         )
         for item, (encoded, fragment), span, ids, probs, mass, line_break_probability in rows_out:
-            answer = {"tokens": encoded.tokens, "unknown": encoded.unknown}
+            answer: NextWords = {"tokens": encoded.tokens, "unknown": encoded.unknown}
             if span is None:
                 words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids]
                 answer["line_break_probability"] = line_break_probability
@@ -155,12 +168,9 @@ class Predictor:
                 answer |= {"fragment": fragment, "matching_words": high - low, "matching_probability": mass}
             answer["predictions"] = [{"word": self.vocab.words[i], "probability": p} for i, p in words[: item.top_k]]
             out.append(answer)
-        # Plain dicts turned into models by one pydantic-core call: a third of the
-        # time of model_construct per row, and this runs on the model thread,
-        # whose every Python microsecond is taken from the event loop's GIL time.
-        return NEXT_WORD_OUTPUTS.validate_python(out)
+        return out
 
-    def _predict_next_by_characters(self, inputs: list[NextWordInput], search: WordSearch) -> list[NextWordOutput]:
+    def _predict_next_by_characters(self, inputs: list[NextWordQuery], search: WordSearch) -> list[NextWords]:
         """A character-level model's next words: the fragment being completed is simply part of the text."""
         encoded = [self.encode(item.text) for item in inputs]
         rows = [e.ids for e in encoded]
@@ -173,18 +183,18 @@ class Predictor:
         ]
         phases = [phase_after(item.text, bool(fragment)) for item, fragment in zip(inputs, fragments, strict=True)]
         words, line_break = search.next_words(hidden, state, phases, max(item.top_k for item in inputs))
-        out = []
+        out: list[NextWords] = []
         for item, e, fragment, found, p_line_break in zip(
             inputs, encoded, fragments, words, line_break.tolist(), strict=True
         ):
-            answer: dict = {"tokens": e.tokens, "unknown": e.unknown}
+            answer: NextWords = {"tokens": e.tokens, "unknown": e.unknown}
             if fragment:
                 answer["fragment"] = fragment
             else:
                 answer["line_break_probability"] = p_line_break
             answer["predictions"] = [{"word": fragment + w, "probability": p} for w, p in found[: item.top_k]]
             out.append(answer)
-        return NEXT_WORD_OUTPUTS.validate_python(out)
+        return out
 
     def _span_tensors(self, spans: list[tuple[int, int] | None]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The sorted word ids (W,), the completing rows (C,) and their spans' (C,) low and high ends."""
@@ -194,8 +204,8 @@ class Predictor:
         high = torch.tensor([span[1] for _, span in completing], device=self.device)
         return self.sorted_word_ids, rows, low, high
 
-    def new_row(self, item: GenerateInput) -> Row:
-        """A /generate input, tokenized, ready for ``start``."""
+    def new_row(self, item: GenerationRequest) -> Row:
+        """A generation request, tokenized, ready for ``start``."""
         return Row(
             input=item,
             prompt=self.encode(item.prompt),
@@ -238,9 +248,11 @@ class Predictor:
             batch.hidden = out[:, 0]
         return emitted
 
-    def output(self, row: Row) -> GenerateOutput:
+    def output(self, row: Row) -> Generation:
+        """A finished row's continuation."""
+        assert row.finish_reason is not None, "output() is for finished rows"
         words = self.vocab.decode(row.ids)
-        return GenerateOutput(
+        return Generation(
             text=self.tokenizer.detokenize(words, after=row.input.prompt),
             tokens=words,
             finish_reason=row.finish_reason,
@@ -248,7 +260,7 @@ class Predictor:
             unknown=row.prompt.unknown,
         )
 
-    def generate(self, inputs: list[GenerateInput]) -> list[GenerateOutput]:
+    def generate(self, inputs: list[GenerationRequest]) -> list[Generation]:
         """Decode a whole batch to the end (request-level batching, in process)."""
         rows = [self.new_row(item) for item in inputs]
         batch = self.start(rows)
@@ -258,13 +270,13 @@ class Predictor:
 
     def _append(self, row: Row, token: int) -> int | None:
         if token == self.vocab.end_id:
-            row.finish_reason = "eos"
+            row.finish_reason = FinishReason.EOS
             return None
         row.ids.append(token)
         if any(stop and row.ids[-len(stop) :] == stop for stop in row.stops):
-            row.finish_reason = "stop"
-        elif len(row.ids) >= row.input.max_new_tokens:
-            row.finish_reason = "length"
+            row.finish_reason = FinishReason.STOP
+        elif row.tokens_left <= 0:
+            row.finish_reason = FinishReason.LENGTH
         return token
 
     def _resume(self, rows: list[list[int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -287,26 +299,27 @@ class Predictor:
     def warm_up(self) -> None:
         """Serve a few dummy batches of each kind so the first client does not pay for compiling them."""
         for _ in range(3):
-            self.predict_next(
-                [NextWordInput(text="the"), NextWordInput(text=""), NextWordInput(text="a", complete=True)]
-            )
-            self.generate([GenerateInput(prompt="the", max_new_tokens=2, seed=0)])
+            self.predict_next([NextWordQuery("the", 5), NextWordQuery("", 5), NextWordQuery("a", 5, complete=True)])
+            self.generate([GenerationRequest("the", max_new_tokens=2, seed=0)])
             if self.cache is not None:
                 self.cache.clear()
 
 
-def load_predictor(stored: bentoml.Model, device: torch.device) -> tuple[ModelBundle, Predictor]:
-    """Load the model, with its state cache sized by the settings, and serve warm-up batches.
+def load_predictor(
+    stored: bentoml.Model, device: torch.device, precision: str, state_cache_mb: int, threads: TorchThreads
+) -> tuple[ModelBundle, Predictor]:
+    """Load the model, with a state cache of ``state_cache_mb`` MiB (0: none), and serve warm-up batches.
 
-    Call it on the thread that will run the model (``service.service`` says why).
+    ``precision``: as ``models.device.pick_dtype`` reads it. Call it on the
+    thread that will run the model (``service.service`` says why).
     """
-    torch.set_num_threads(SETTINGS.threads_per_worker())
-    bundle = load_bundle(stored, device, pick_dtype(SETTINGS.precision, device))
+    torch.set_num_threads(threads.large_batch)
+    bundle = load_bundle(stored, device, pick_dtype(precision, device))
     cache = None
-    if SETTINGS.state_cache_mb:
+    if state_cache_mb:
         config = bundle.config
         shape = (config.state_slots, config.num_layers, config.hidden_size)
-        cache = StateCache(SETTINGS.state_cache_mb * 2**20, shape, bundle.dtype, device)
+        cache = StateCache(state_cache_mb * 2**20, shape, bundle.dtype, device)
     predictor = Predictor(bundle, device, cache)
     predictor.warm_up()
     return bundle, predictor

@@ -4,7 +4,7 @@ Every torch call of a worker runs on this thread (``service.service`` says
 why), so the model never runs twice at once. It counts the jobs submitted and
 not yet finished, so the event loop can tell when the thread has nothing to
 do: the micro-batcher then runs a lone small request on the loop's own
-thread (``service.batcher``), sparing it two thread hand-offs.
+thread (``service.engine.batcher``), sparing it two thread hand-offs.
 
 ``idle`` is exact when read on the event loop: jobs are submitted only from
 the loop and from inside a running job, so with none outstanding, none can

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from service.model_thread import ModelThread
+from service.engine.model_thread import ModelThread
 
 # The inputs a lone request may have to run on the event loop's thread: one text,
 # as a typist sends. Its batch is small, so it runs on one torch thread

@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from service.inference import Predictor
-from service.scheduler import Job
+from service.engine.inference import Predictor
+from service.engine.job import Job
+from service.http.schemas import generate_output
 
 
 def event(payload: dict) -> str:
@@ -40,7 +41,7 @@ async def sse_events(job: Job, predictor: Predictor) -> AsyncIterator[str]:
         async for _row, token in job.tokens():
             if token is not None:
                 yield event({"token": words[token], "text": joiner.piece(words[token])})
-        final = predictor.output(row).model_dump()
+        final = generate_output(predictor.output(row)).model_dump()
         yield event(final | {"generated_tokens": len(row.ids)})
     except Exception as error:  # the engine failed: say so in the stream, whose status is already sent
         yield event({"error": f"generation failed: {type(error).__name__}"})

@@ -1,0 +1,80 @@
+"""The engine's own types: what the edge hands it, what it hands back, and its policies.
+
+The HTTP edge (``service.http``) turns its pydantic request models into
+these and these into its responses, so the engine never sees the wire format
+and can be driven in process (benchmarks, tests) with plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypedDict
+
+
+class BatchingPolicy(StrEnum):
+    """When queued /generate rows may join the running batch (``NEXTWORD_GENERATE_BATCHING``)."""
+
+    CONTINUOUS = "continuous"  # at every step: a row never waits for the rows before it to end
+    REQUEST = "request"  # only when nothing runs: a batch runs until its last row ends
+    OFF = "off"  # one request at a time
+
+
+class FinishReason(StrEnum):
+    """Why a generated row ended."""
+
+    LENGTH = "length"  # it reached max_new_tokens
+    STOP = "stop"  # it generated one of its stop sequences
+    EOS = "eos"  # the model chose <eot>, the end of a whole text
+
+
+@dataclass(frozen=True, slots=True)
+class NextWordQuery:
+    """One text whose next words are wanted."""
+
+    text: str  # the raw prefix; empty asks for the first word of a text
+    top_k: int  # how many words to answer
+    complete: bool = False  # read a last word not followed by white space as partly typed
+
+
+class Prediction(TypedDict):
+    """One next word and its probability."""
+
+    word: str
+    probability: float  # among the words that start with the fragment, when completing one
+
+
+class NextWords(TypedDict, total=False):
+    """The answer to one ``NextWordQuery``: a dict, so that the edge builds its models in one pydantic call."""
+
+    predictions: list[Prediction]  # most probable first
+    tokens: int  # tokens in the prefix (before the fragment, when completing)
+    unknown: int  # prefix tokens outside the vocabulary
+    fragment: str  # only when completing: the partly typed word
+    matching_words: int  # only when completing with a word model: vocabulary words that start with it
+    matching_probability: float  # only when completing with a word model: their total probability
+    line_break_probability: float  # only when not completing: the probability that a line break comes next
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One prompt to continue, with how to sample its continuation."""
+
+    prompt: str  # the raw text to continue
+    max_new_tokens: int  # most tokens to generate
+    temperature: float = 1.0  # 0 is greedy
+    top_k: int = 0  # sample among the k most likely words; 0 turns it off
+    top_p: float = 1.0  # nucleus sampling
+    seed: int | None = None  # the same request and seed give the same text, alone or batched
+    stop: tuple[str, ...] = field(default=())  # end after generating any of these (as whole tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A finished row: the continuation of one ``GenerationRequest``."""
+
+    text: str  # the continuation as it reads after the prompt (``Tokenizer.detokenizer``)
+    tokens: list[str]  # the generated tokens; <eot> is not among them
+    finish_reason: FinishReason
+    prompt_tokens: int  # tokens in the prompt
+    unknown: int  # prompt tokens outside the vocabulary
