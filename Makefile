@@ -22,7 +22,7 @@ CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --wei
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost test bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost test test-unit bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,8 +50,11 @@ model: install ## Train the default model only if the store has no MODEL_NAME ye
 serve: model ## Serve MODEL on PORT (training a default model first if the store has none)
 	$(BIN)/python -m service.serve --port $(PORT)
 
-test: install ## Run the test suite (trains a tiny model into a temporary store)
+test: install ## Run the whole test suite: unit, the real server over HTTP, the browser (trains a tiny model into a temporary store)
 	$(BIN)/python -m pytest
+
+test-unit: install ## Run the fast unit tests only (tests/unit, not marked slow): under a minute
+	$(BIN)/python -m pytest tests/unit -m "not slow" -q
 
 bench: model ## Benchmark in process and over HTTP, the generation engine, the peers; prints tables, writes JSON
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }

@@ -7,7 +7,7 @@ text into tokens of that kind and is idempotent on text already in that form,
 so the same function reads the corpus and the requests. ``detokenize`` turns
 tokens back into readable text: for ordinary text,
 ``detokenize(tokenize(text))`` is the text again up to runs of white space
-(tested with generated strings in tests/test_tokenizer.py).
+(tested with generated strings in tests/unit/models/test_tokenizer.py).
 
 Text other than WikiText: a line break is a token, ``<eos>`` (the name
 WikiText and PyTorch's word_language_model give the end of a line), so

@@ -2,9 +2,8 @@
 
 The layer alone, around a plain ASGI app standing for BentoML's route: which
 requests it takes and which it passes on, and its answers to bad bodies and
-a failing handler. Then the real server with the direct route on (the session's)
-and off, over HTTP: the same statuses, bodies and headers for good and bad
-requests, and BentoML's request metrics still count what the direct route answered.
+a failing handler. The real server with the direct route on and off, over HTTP,
+is in tests/server/test_direct_route.py.
 """
 
 from __future__ import annotations
@@ -14,13 +13,10 @@ import json
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import Response
 
-from bench.launcher import Server
 from service.http.direct_route import DirectHandler, DirectRoute
 from service.http.schemas import NextWordInput, PredictRequest
-from tests.test_service import BAD_REQUESTS
 
 
 async def bentoml_stand_in(scope, receive, send) -> None:
@@ -96,48 +92,3 @@ def test_a_failing_handler_gets_a_500_without_its_details() -> None:
     response = call(app, "POST", "/predict_next", GOOD)
     assert response.status_code == 500 and "secret" not in response.text
     assert response.json()["error"].startswith("An unexpected error")
-
-
-REQUESTS = [
-    b'{"inputs": [{"text": "the sun rises in the", "top_k": 3}]}',
-    b'{"inputs": [{"text": "the game was rel", "top_k": 2, "complete": true}, {"text": ""}]}',
-    b"{not json",
-    b"\xff\xfe",
-    b"",
-    *(json.dumps(body).encode() for path, body, _ in BAD_REQUESTS if path == "/predict_next"),
-]
-SAME_HEADERS = ("content-type", "content-length", "server")
-
-
-def test_the_direct_route_answers_as_bentomls_route(client: httpx.Client, tiny_model_tag: str) -> None:
-    env = {"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_DIRECT_ROUTE": "off"}
-    with Server(env=env) as other, httpx.Client(base_url=other.url, timeout=60) as bentoml_route:
-        for body in REQUESTS:
-            direct = client.post("/predict_next", content=body, headers={"content-type": "application/json"})
-            routed = bentoml_route.post("/predict_next", content=body, headers={"content-type": "application/json"})
-            assert direct.status_code == routed.status_code, body
-            assert direct.json() == routed.json(), body
-            for name in SAME_HEADERS:
-                assert direct.headers.get(name) == routed.headers.get(name), (body, name)
-
-
-def request_count(client: httpx.Client, status: str) -> float:
-    families = text_string_to_metric_families(client.get("/metrics").text)
-    return sum(
-        sample.value
-        for family in families
-        if family.name == "bentoml_service_request"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-        and sample.labels.get("endpoint") == "/predict_next"
-        and sample.labels.get("http_response_code") == status
-    )
-
-
-def test_bentomls_request_metrics_count_the_direct_routes_answers(client: httpx.Client) -> None:
-    ok, bad = request_count(client, "200"), request_count(client, "400")
-    for _ in range(3):
-        client.post("/predict_next", json={"inputs": [{"text": "the"}]})
-    client.post("/predict_next", json={"inputs": []})
-    assert request_count(client, "200") == ok + 3
-    assert request_count(client, "400") == bad + 1

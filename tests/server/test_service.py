@@ -16,6 +16,7 @@ from openapi_spec_validator import validate as validate_spec
 from bench.launcher import Server
 from models.bundle import load_bundle
 from models.device import pick_dtype, precision_name
+from tests.bad_requests import BAD_REQUESTS
 from tests.http_calls import generate, predict
 
 pytestmark = pytest.mark.slow
@@ -219,46 +220,6 @@ def test_error_bodies_match_the_published_error_schema(client: httpx.Client, pat
     response = client.post(path, content=body, headers={"content-type": "application/json", **headers})
     assert response.status_code >= 400
     validate_instance(response.json(), spec["components"]["schemas"]["Error"])
-
-
-BAD_REQUESTS = [
-    ("/predict_next", {"inputs": [{"text": "a", "top_k": 0}]}, "top_k"),
-    ("/predict_next", {"inputs": [{"text": "a", "top_k": 101}]}, "top_k"),
-    ("/predict_next", {"inputs": [{"text": "a", "top_k": "many"}]}, "top_k"),
-    ("/predict_next", {"inputs": [{"top_k": 3}]}, "text"),
-    ("/predict_next", {"inputs": [{"text": None}]}, "text"),
-    ("/predict_next", {"inputs": [{"text": "x" * 2001}]}, "text"),
-    ("/predict_next", {"inputs": [{"text": "a " * 300}]}, "text"),
-    ("/predict_next", {"inputs": [{"text": "a", "extra": 1}]}, "extra"),
-    ("/predict_next", {"inputs": []}, "inputs"),
-    ("/predict_next", {"inputs": [{"text": "a"}] * 65}, "inputs"),
-    ("/predict_next", {"inputs": "text"}, "inputs"),
-    ("/predict_next", {}, "inputs"),
-    ("/predict_next", [], ""),
-    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": 0}]}, "max_new_tokens"),
-    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": 257}]}, "max_new_tokens"),
-    ("/generate", {"inputs": [{"prompt": "a", "temperature": -1}]}, "temperature"),
-    ("/generate", {"inputs": [{"prompt": "a", "temperature": 5.5}]}, "temperature"),
-    ("/generate", {"inputs": [{"prompt": "a", "top_p": 0}]}, "top_p"),
-    ("/generate", {"inputs": [{"prompt": "a", "top_p": 1.5}]}, "top_p"),
-    ("/generate", {"inputs": [{"prompt": "a", "top_k": -1}]}, "top_k"),
-    ("/generate", {"inputs": [{"prompt": "a", "seed": -5}]}, "seed"),
-    ("/generate", {"inputs": [{"prompt": "a", "stop": ["."] * 9}]}, "stop"),
-    ("/generate", {"inputs": [{"prompt": "a", "stop": [" "]}]}, "stop"),
-    ("/generate", {"inputs": [{"prompt": "a", "stop": "."}]}, "stop"),
-    ("/generate", {"inputs": [{"prompt": 5}]}, "prompt"),
-    # Unknown fields at every level, and strict types: no string or boolean for a number.
-    ("/predict_next", {"inputs": [{"text": "a"}], "foo": 1}, "foo"),
-    ("/generate", {"inputs": [{"prompt": "a"}], "foo": 1}, "foo"),
-    ("/generate_stream", {"inputs": [{"prompt": "a"}], "foo": 1}, "foo"),
-    ("/predict_next", {"inputs": [{"text": "a", "top_k": "5"}]}, "top_k"),
-    ("/predict_next", {"inputs": [{"text": "a", "top_k": True}]}, "top_k"),
-    ("/predict_next", {"inputs": [{"text": "a", "top_k": 5.0}]}, "top_k"),
-    ("/generate", {"inputs": [{"prompt": "a", "top_p": True}]}, "top_p"),
-    ("/generate", {"inputs": [{"prompt": "a", "temperature": "0.5"}]}, "temperature"),
-    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": "3"}]}, "max_new_tokens"),
-    ("/generate", {"inputs": [{"prompt": "a", "seed": 1.5}]}, "seed"),
-]
 
 
 @pytest.mark.parametrize(("path", "body", "field"), BAD_REQUESTS)

@@ -1,4 +1,4 @@
-"""Completing a partly typed word: the sorted word index, and ``"complete": true`` over HTTP."""
+"""Completing a partly typed word over HTTP: ``"complete": true``."""
 
 from __future__ import annotations
 
@@ -7,37 +7,7 @@ import pytest
 import torch
 
 from models.bundle import load_bundle
-from models.completion import PrefixIndex
-from models.tokenizer import Tokenizer, TokenizerSettings
-from models.vocab import Vocabulary
-from service.engine.inference import Predictor
-from service.engine.types import NextWordQuery
 from tests.http_calls import predict
-
-
-def test_a_fragment_is_one_span_of_the_sorted_words() -> None:
-    vocab = Vocabulary(["<unk>", "<eos>", "the", "release", "released", "relatively", "Rel", "real", "é", "éte"])
-    index = PrefixIndex(vocab)
-    low, high = index.span("rel")
-    assert sorted(vocab.words[i] for i in index.sorted_ids[low:high]) == ["relatively", "release", "released"]
-    assert [vocab.words[i] for i in index.sorted_ids[slice(*index.span("Rel"))]] == ["Rel"]  # exact case
-    assert [vocab.words[i] for i in index.sorted_ids[slice(*index.span("é"))]] == ["é", "éte"]
-    low, high = index.span("released")
-    assert high - low == 1 and index.sorted_ids[low] == vocab.index["released"]
-    assert index.span("zz")[0] == index.span("zz")[1]  # nothing starts with it: an empty span
-    assert index.span("") == (0, index.size)  # every word, and no special token
-    assert index.places.tolist()[:2] == [index.size, index.size]  # <unk>, <eos> in no span
-
-
-def test_a_lower_casing_model_completes_case_insensitively(tiny_model_tag: str) -> None:
-    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
-    bundle.tokenizer = Tokenizer(TokenizerSettings(lowercase=True))
-    (answer,) = Predictor(bundle, torch.device("cpu")).predict_next([NextWordQuery("In The Fi", 5, complete=True)])
-    assert answer["fragment"] == "fi" and answer["predictions"]
-    assert all(p["word"].startswith("fi") for p in answer["predictions"])
-
-
-# -- over HTTP ----------------------------------------------------------------------------------
 
 
 def plain_distribution(client: httpx.Client, text: str) -> dict[str, float]:

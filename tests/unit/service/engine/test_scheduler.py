@@ -1,6 +1,6 @@
 """The engine in process, on the tiny test model: a failing step, and work that joins the running chain.
 
-Over HTTP (tests/test_engine.py) a step cannot be made to fail; here a
+Over HTTP (tests/server/test_engine.py) a step cannot be made to fail; here a
 Predictor whose decode step raises once stands in for a device error
 (out of memory, say), and the real scheduler must fail just the rows it
 was running, answer their requests with the error, and keep serving.

@@ -40,6 +40,7 @@ def test_budget_stops_training(corpus, capsys) -> None:
     assert outcome.epochs_run == 1 and "budget is spent" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # several epochs of a model that overfits: seconds each
 def test_early_stopping_keeps_the_best_epoch(corpus, capsys) -> None:
     # Without dropout this model overfits the slice within a few epochs.
     outcome = train(replace(SMALL, epochs=15, patience=1, hidden_size=64, max_vocab=2000), corpus)
@@ -178,6 +179,7 @@ def test_weight_average_is_the_mean_of_the_steps_and_swaps_back() -> None:
     assert torch.equal(model.weight, last)
 
 
+@pytest.mark.slow  # several epochs of a model that overfits: seconds each
 @pytest.mark.parametrize("constant_rate", [False, True])
 def test_averaging_starts_at_the_first_cut_and_keeps_the_mean(corpus, capsys, constant_rate: bool) -> None:
     config = replace(

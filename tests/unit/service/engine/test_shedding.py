@@ -1,7 +1,7 @@
 """Which queued /generate rows are shed: service.engine.shedding's estimate, on rows as the scheduler holds them.
 
 The engine's behaviour over HTTP (a 429 from the queue instead of a 504) is
-tested in tests/test_engine.py; here, the arithmetic, at 100 tokens/s with
+tested in tests/server/test_engine.py; here, the arithmetic, at 100 tokens/s with
 10 rows at a time (a saturated step of 0.1 s), at time 0.
 """
 

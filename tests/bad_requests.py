@@ -1,0 +1,42 @@
+"""Bad request bodies, each with the field its 400 must name: shared by the HTTP and direct-route tests."""
+
+from __future__ import annotations
+
+BAD_REQUESTS = [
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": 0}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": 101}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": "many"}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"top_k": 3}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": None}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": "x" * 2001}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": "a " * 300}]}, "text"),
+    ("/predict_next", {"inputs": [{"text": "a", "extra": 1}]}, "extra"),
+    ("/predict_next", {"inputs": []}, "inputs"),
+    ("/predict_next", {"inputs": [{"text": "a"}] * 65}, "inputs"),
+    ("/predict_next", {"inputs": "text"}, "inputs"),
+    ("/predict_next", {}, "inputs"),
+    ("/predict_next", [], ""),
+    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": 0}]}, "max_new_tokens"),
+    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": 257}]}, "max_new_tokens"),
+    ("/generate", {"inputs": [{"prompt": "a", "temperature": -1}]}, "temperature"),
+    ("/generate", {"inputs": [{"prompt": "a", "temperature": 5.5}]}, "temperature"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_p": 0}]}, "top_p"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_p": 1.5}]}, "top_p"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_k": -1}]}, "top_k"),
+    ("/generate", {"inputs": [{"prompt": "a", "seed": -5}]}, "seed"),
+    ("/generate", {"inputs": [{"prompt": "a", "stop": ["."] * 9}]}, "stop"),
+    ("/generate", {"inputs": [{"prompt": "a", "stop": [" "]}]}, "stop"),
+    ("/generate", {"inputs": [{"prompt": "a", "stop": "."}]}, "stop"),
+    ("/generate", {"inputs": [{"prompt": 5}]}, "prompt"),
+    # Unknown fields at every level, and strict types: no string or boolean for a number.
+    ("/predict_next", {"inputs": [{"text": "a"}], "foo": 1}, "foo"),
+    ("/generate", {"inputs": [{"prompt": "a"}], "foo": 1}, "foo"),
+    ("/generate_stream", {"inputs": [{"prompt": "a"}], "foo": 1}, "foo"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": "5"}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": True}]}, "top_k"),
+    ("/predict_next", {"inputs": [{"text": "a", "top_k": 5.0}]}, "top_k"),
+    ("/generate", {"inputs": [{"prompt": "a", "top_p": True}]}, "top_p"),
+    ("/generate", {"inputs": [{"prompt": "a", "temperature": "0.5"}]}, "temperature"),
+    ("/generate", {"inputs": [{"prompt": "a", "max_new_tokens": "3"}]}, "max_new_tokens"),
+    ("/generate", {"inputs": [{"prompt": "a", "seed": 1.5}]}, "seed"),
+]

@@ -1,0 +1,55 @@
+"""The direct route on the real server: it answers as BentoML's route, and BentoML's request metrics count it."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.launcher import Server
+from tests.bad_requests import BAD_REQUESTS
+
+REQUESTS = [
+    b'{"inputs": [{"text": "the sun rises in the", "top_k": 3}]}',
+    b'{"inputs": [{"text": "the game was rel", "top_k": 2, "complete": true}, {"text": ""}]}',
+    b"{not json",
+    b"\xff\xfe",
+    b"",
+    *(json.dumps(body).encode() for path, body, _ in BAD_REQUESTS if path == "/predict_next"),
+]
+SAME_HEADERS = ("content-type", "content-length", "server")
+
+
+def test_the_direct_route_answers_as_bentomls_route(client: httpx.Client, tiny_model_tag: str) -> None:
+    env = {"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_DIRECT_ROUTE": "off"}
+    with Server(env=env) as other, httpx.Client(base_url=other.url, timeout=60) as bentoml_route:
+        for body in REQUESTS:
+            direct = client.post("/predict_next", content=body, headers={"content-type": "application/json"})
+            routed = bentoml_route.post("/predict_next", content=body, headers={"content-type": "application/json"})
+            assert direct.status_code == routed.status_code, body
+            assert direct.json() == routed.json(), body
+            for name in SAME_HEADERS:
+                assert direct.headers.get(name) == routed.headers.get(name), (body, name)
+
+
+def request_count(client: httpx.Client, status: str) -> float:
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return sum(
+        sample.value
+        for family in families
+        if family.name == "bentoml_service_request"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and sample.labels.get("endpoint") == "/predict_next"
+        and sample.labels.get("http_response_code") == status
+    )
+
+
+def test_bentomls_request_metrics_count_the_direct_routes_answers(client: httpx.Client) -> None:
+    ok, bad = request_count(client, "200"), request_count(client, "400")
+    for _ in range(3):
+        client.post("/predict_next", json={"inputs": [{"text": "the"}]})
+    client.post("/predict_next", json={"inputs": []})
+    assert request_count(client, "200") == ok + 3
+    assert request_count(client, "400") == bad + 1
