@@ -23,7 +23,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     """The dtype to serve in: ``auto`` is bfloat16 on a CPU that computes in it natively.
 
     On such a CPU (AMX or AVX512-BF16) bfloat16 halves the model's time at an
-    unchanged test perplexity (see the README). Elsewhere ``auto`` keeps
+    unchanged test perplexity (docs/benchmarks.md). Elsewhere ``auto`` keeps
     float32: an older CPU emulates bfloat16 slowly, and the GPU path was not
     measured in bfloat16, so there it is opt-in.
     """

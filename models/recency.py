@@ -30,9 +30,8 @@ chosen on the validation split after training, read both as one stream and
 as fresh texts (``training.recency_tuning``). It serves
 prediction, where the window holds the user's own words; sampling leaves it
 out (``RecurrentLM.decode(..., recency=False)``): fed the model's own
-samples it favours them ever more, and generated text loops (measured on
-the default recipe's model: 49% of tokens repeating one of the 20 before, against
-33% without it).
+samples it favours them ever more, and generated text loops
+(docs/benchmarks.md has the repetition measured).
 
 A state holds numbers in the model's dtype, and bfloat16 is exact for
 integers only up to 256, so each id is kept as three base-256 digits (ids

@@ -36,11 +36,9 @@ from models.top_k import top_k
 
 # The decoder's (B, V) passes allocate a few float32 tensors of B * V * 4 bytes each:
 # at 128 rows over 16,970 words 8.7 MB apiece, which glibc hands back to the kernel
-# when freed, so the next batch page-faults them in again (measured: 2,000-6,500
-# faults a batch of 128, against 230 with malloc told to keep its memory). Slices of
-# 32 rows reuse theirs: a predict_next batch of 128 took 11.6 against 14.7 ms (one
-# core, best of 12, medians of 4 interleaved rounds), batches of 8 and 32 the same.
-# CUDA's caching allocator keeps its memory, so on a GPU the rows go in one slice.
+# when freed, so the next batch page-faults them in again. Slices of 32 rows reuse
+# theirs, and large batches run faster (docs/benchmarks.md). CUDA's caching allocator
+# keeps its memory, so on a GPU the rows go in one slice.
 ROWS_PER_DECODE = 32
 
 
@@ -64,7 +62,7 @@ class Scorer(nn.Module):
     """Runs right-padded rows from per-row states; reads each row at its own last real step."""
 
     # normalized: the model's decode returns log-probabilities (an adaptive softmax), which
-    # need no (B, V) log-sum-exp: skipping it, top_words at batch 32 took 3.7 against 4.3 ms. A constant to TorchScript.
+    # need no (B, V) log-sum-exp, a pass worth skipping. A constant to TorchScript.
     __constants__ = ["normalized", "rows_per_decode"]
 
     def __init__(self, model: torch.jit.ScriptModule, normalized: bool, rows_per_decode: int = ROWS_PER_DECODE) -> None:

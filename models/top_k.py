@@ -1,9 +1,9 @@
 """The k largest entries of each row of a (B, V) tensor, several times faster than ``torch.topk`` on the CPU.
 
 ``torch.topk`` over a vocabulary runs at about 1.5 ns an entry on one CPU
-core, where a vectorized maximum takes 0.1: for a batch of 32 rows over
-17,000 words it took 0.7-1.0 ms, a fifth of the batch's scoring
-(``models.scoring``) and more than the decoder's matrix products. ``top_k`` asks ``torch.topk`` only
+core, more than ten times what a vectorized maximum takes; over a whole
+vocabulary it cost more than the decoder's matrix products
+(docs/benchmarks.md). ``top_k`` asks ``torch.topk`` only
 about a short list of candidates::
 
     blocks = the row cut into blocks of BLOCK entries    (B, V / BLOCK, BLOCK)
@@ -34,9 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Measured on one core, 16,970 columns, k = 8 (torch.topk / top_k): 32 rows 660 / 190 us, 128 rows
-# 4,200 / 1,200 us, 1 row 30 / 36 us; blocks of 32 as fast, of 8 or 16 no faster than torch.topk.
-# At k = 40 it saved only 0-20%, so a k past V / (8 * BLOCK) and a lone row go to torch.topk.
+# Blocks of 32 were as fast, of 8 or 16 no faster than torch.topk; at large k and for a lone
+# row torch.topk is as fast, so those go to it (docs/benchmarks.md has the figures).
 BLOCK = 64
 
 

@@ -1,7 +1,7 @@
 """Service configuration, read once from ``NEXTWORD_*`` environment variables.
 
-Every variable, its default and its meaning is in ``VARIABLES``; the README's
-configuration table is this list. A bad value stops the server at start with a
+Every variable, its default and its meaning is in ``VARIABLES``; docs/configuration.md's
+table is this list. A bad value stops the server at start with a
 message that names the variable.
 """
 
@@ -200,9 +200,9 @@ class Settings:
         With ``spare_loop_core`` one core is left to the worker's event loop:
         short requests keep the loop as busy as the model, and a torch thread
         that shares a core with it stalls the others at every OpenMP barrier.
-        Measured on 2 cores: one torch thread serves /predict_next 10-15% more
-        than two, while /generate (many decode steps, an idle loop) serves
-        60-90% more tokens/s on two. An explicit NEXTWORD_TORCH_THREADS is used as is.
+        /generate (many decode steps, an idle loop) takes every core
+        (docs/benchmarks.md has both measured). An explicit
+        NEXTWORD_TORCH_THREADS is used as is.
         """
         if self.torch_threads:
             return self.torch_threads

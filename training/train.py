@@ -65,13 +65,12 @@ class TrainConfig:
     num_layers: int = 2
     dropout: float = 0.4
     locked_dropout: bool = False  # one mask per sequence on the inputs and outputs (models.rnn.LockedDropout)
-    # DropConnect on the recurrent weights while training (training.weight_drop): 152.4 against
-    # 156.1 test perplexity in the same budget (README, "Measured quality").
+    # DropConnect on the recurrent weights while training (training.weight_drop; docs/training.md).
     weight_drop: float = 0.5
     word_drop: float = 0.0  # share of the vocabulary dropped from the inputs a window (training.word_drop)
     tie_weights: bool = True
-    # A tied adaptive softmax: 3.5x the training tokens/s of a full one buys a larger model
-    # in the same budget (README, "Measured quality"). Empty: a full softmax.
+    # A tied adaptive softmax: its faster training buys a larger model in the same budget
+    # (docs/training.md). Empty: a full softmax.
     softmax_cutoffs: tuple[int, ...] = (2000, 6000)
     min_freq: int = 1
     max_vocab: int | None = None
@@ -85,8 +84,8 @@ class TrainConfig:
     patience: int = 3
     lr_schedule: str = "plateau"  # or "cosine": annealed to 0 by the clock (training.schedule)
     lr_patience: int = 0  # epochs without gain before the learning rate is cut (plateau)
-    # From the first cut on, validate and keep the running mean of the weights (training.averaging):
-    # 147.6 against 152.4 test perplexity in the same budget (README, "Measured quality").
+    # From the first cut on, validate and keep the running mean of the weights (training.averaging;
+    # docs/training.md).
     average_weights: bool = True
     average_at_constant_rate: bool = False  # no cut after averaging starts (AWD-LSTM's NT-ASGD)
     # With --average-weights and the plateau schedule: when an epoch ends past this share of the

@@ -4,7 +4,7 @@ Dropout on activations cannot touch the recurrence itself without breaking
 the fast fused kernels; AWD-LSTM (Merity et al. 2017) instead drops entries of
 each ``weight_hh`` matrix, one mask per forward call (per BPTT window), shared
 by every time step of it. On our small corpus the models overfit (train
-perplexity far below validation, README "Measured quality"), which is what
+perplexity far below validation, docs/training.md), which is what
 this regularizer is for.
 
 Usage::
@@ -44,7 +44,7 @@ def one_mask_per_window() -> AbstractContextManager[None]:
 
     Without it ``nn.LSTM`` reads its weights three times a forward (to see
     whether they changed, then to refresh its flat list), sampling a mask each
-    time: measured, 142 against 121 ms a batch of the default model. Harmless
+    time, which slows each batch (docs/benchmarks.md). Harmless
     for a model without parametrizations.
     """
     return parametrize.cached()

@@ -5,16 +5,15 @@ While a batch runs, new requests queue; when it finishes, everything queued
 A lone request therefore never waits for company, and under load batches
 grow by themselves. BentoML's adaptive batching instead waits for a batch to
 fill based on the recent average wait, which after a burst keeps adding tens
-of milliseconds to light traffic (see the README's benchmark).
+of milliseconds to light traffic (docs/benchmarks.md).
 
 One executor thread per worker runs every batch of every endpoint, so the
 model never runs twice at once and torch's threads are not oversubscribed.
 The exception: a request of at most ``run_here_up_to`` inputs that finds that
 thread idle and no other request waiting runs at once on the event loop's own
 thread. Handing it to a sleeping thread and its answer back to a sleeping
-loop cost more than the model: measured at one client on these 2 cores, p50
-1.8 against 3.0 ms. Under load the model thread is never idle, so batches
-form as before.
+loop cost more than the model (docs/benchmarks.md has the figures). Under
+load the model thread is never idle, so batches form as before.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from torch import Tensor
 
 # Bytes of Python bookkeeping per entry beyond its key's data: the bytes
 # object's header, the OrderedDict's node and hash-table slot (measured with
-# tracemalloc at about 110; rounded up).
+# tracemalloc, rounded up).
 ENTRY_OVERHEAD_BYTES = 128
 ID_BYTES = 4  # ids packed as array('i')
 

@@ -63,7 +63,7 @@ def next_word_response(outputs: list[NextWordOutput]) -> Response:
     """/predict_next's body in one pydantic-core call.
 
     Given the list, BentoML dumps the models to dicts twice and encodes them
-    with the json module. Measured at 64 clients, where the event loop is the
-    bottleneck: 14% more of its CPU per request (about 1,000 against 860 us).
+    with the json module, at a cost of the event loop's CPU per request, the
+    bottleneck under many clients (docs/benchmarks.md).
     """
     return Response(NEXT_WORD_OUTPUTS.dump_json(outputs), media_type="application/json")

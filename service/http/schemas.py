@@ -287,8 +287,7 @@ class GenerateStreamRequest(_Request):
 
 
 # Return types of the endpoints. Naming the media type spares BentoML 1.4.39
-# from building the output's JSON schema again on every response (12% of a
-# busy worker's time when it did).
+# from building the output's JSON schema again on every response (docs/benchmarks.md).
 NextWordResults = Annotated[list[NextWordOutput], ContentType("application/json")]
 # Builds a whole batch of the engine's answers (``NextWords`` dicts) and dumps it, each in one pydantic-core call.
 NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])

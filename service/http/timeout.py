@@ -4,9 +4,9 @@ BentoML 1.4.39's ``TimeoutMiddleware`` arms a ``loop.call_later`` timer for
 every request and never cancels it. The timer holds a copy of the request's
 context (its OpenTelemetry span, BentoML's request state), so each request
 stays in memory for the whole timeout (``NEXTWORD_TIMEOUT_S``, 60 s) after it
-has been answered. Measured on the HTTP floor at about 1,300 requests/s: the
-worker grew by 30 MB every 5 s and its requests/s fell by a quarter within a
-minute; with the timer cancelled, memory and requests/s stay flat.
+has been answered: under steady load the worker's memory grows and its
+requests/s fall within a minute; with the timer cancelled both stay flat
+(docs/benchmarks.md).
 
 ``install()`` swaps in the same middleware with the timer cancelled as soon as
 the response starts; BentoML looks the class up when it builds the app, so it
@@ -14,7 +14,7 @@ must run at import of the service module. Its behaviour is otherwise BentoML's:
 no response started within the timeout -> the request is cancelled and
 answered 504. It runs the request in the caller's task under
 ``asyncio.timeout``, where BentoML's starts a second task per request and
-waits for it (about 5% of the event loop's time at 64 clients).
+waits for it.
 """
 
 from __future__ import annotations

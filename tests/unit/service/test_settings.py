@@ -1,15 +1,13 @@
 """Service settings from the environment, and the README that documents them."""
 
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
 from bench.launcher import REPO
-from service import metrics
-from service.settings import VARIABLES, Settings, available_cores, available_memory_mb
+from service.settings import Settings, available_cores, available_memory_mb
 
 
 def test_defaults() -> None:
@@ -85,15 +83,6 @@ def test_tracing_off_skips_the_api_routes_and_on_traces_every_route() -> None:
     assert off == {"excluded_urls": ["/predict_next", "/generate", "/generate_stream"]}
     on = Settings.from_env({"NEXTWORD_TRACING_SAMPLE_RATE": "0.25"}).service_config()["tracing"]
     assert on == {"sample_rate": 0.25}
-
-
-def test_readme_documents_every_variable_and_metric() -> None:
-    readme = (REPO / "README.md").read_text()
-    for name, (default, _) in VARIABLES.items():
-        assert re.search(rf"\| `{name}` \| `{re.escape(default)}` \|", readme), name
-    for metric in vars(metrics).values():
-        if hasattr(metric, "_name"):
-            assert f"`{metric._name}" in readme, metric._name
 
 
 def test_state_cache_auto_is_a_bounded_share_of_memory() -> None:
