@@ -28,8 +28,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.engine import PROMPT, Sample, closed_loop, latency_ms, post, worker_rss_mb
+from bench.engine import PROMPT, worker_rss_mb
 from bench.launcher import REPO, Server
+from bench.load import Sample, closed_loop, latency_ms, post
 
 PREDICT_BODY = {"inputs": [{"text": PROMPT, "top_k": 5}]}
 GENERATE_BODY = {"inputs": [{"prompt": PROMPT, "max_new_tokens": 20, "temperature": 0.8, "top_k": 40}]}

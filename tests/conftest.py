@@ -19,9 +19,11 @@ os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="nextword-test-bentoml-")
 import httpx  # noqa: E402
 
 from bench.launcher import Server  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from training.corpus import CorpusError, load_corpus  # noqa: E402
 from training.download import default_corpus  # noqa: E402
-from training.train import TrainConfig, export, train  # noqa: E402
+from training.export import export  # noqa: E402
+from training.train import train  # noqa: E402
 
 # A model small enough to train in seconds on TINY_LINES lines, yet one that learns.
 TINY_TRAIN = TrainConfig(

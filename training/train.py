@@ -19,87 +19,38 @@ prints the new tag.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.device import DEVICE_CHOICES, pick_device
-from models.rnn import ARCHITECTURES, ModelConfig, RecurrentLM, count_parameters
-from models.tokenizer import LEVELS, Tokenizer, TokenizerSettings
+from models.device import pick_device
+from models.rnn import ModelConfig, RecurrentLM, count_parameters
+from models.tokenizer import Tokenizer, TokenizerSettings
 from models.vocab import Vocabulary
 from training.averaging import WeightAverage
+from training.config import TrainConfig, parse_args
 from training.corpus import Corpus, CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream, line_tokens
 from training.download import default_corpus
 from training.evaluate import EvalResult, evaluate, format_result
-from training.export import check_scripted, save_to_store, script_model
+from training.export import export
 from training.fresh_texts import FreshTextResult, encode_texts, evaluate_fresh_texts, format_fresh, split_texts
 from training.keystrokes import TypingResult, format_typing, simulate_typing
 from training.recency_tuning import RecencyChoice, tune_recency
-from training.schedule import SCHEDULES, BudgetCosine
+from training.schedule import BudgetCosine
 from training.weight_drop import add_weight_drop, one_mask_per_window, remove_weight_drop
 from training.word_drop import add_word_drop
 
 VALIDATION_SAMPLE_TOKENS = 2_000
 RATE_CUT = 0.25  # the learning rate's factor at each cut
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training option; the defaults are the ``make train`` model."""
-
-    corpus: str = "auto"  # the shared WikiText-2, else a verified download (training.download)
-    model_name: str = "nextword"
-    level: str = "word"  # or "char": the same model over characters
-    architecture: str = "lstm"
-    hidden_size: int = 300
-    num_layers: int = 2
-    dropout: float = 0.4
-    locked_dropout: bool = False  # one mask per sequence on the inputs and outputs (models.rnn.LockedDropout)
-    # DropConnect on the recurrent weights while training (training.weight_drop; docs/training.md).
-    weight_drop: float = 0.5
-    word_drop: float = 0.0  # share of the vocabulary dropped from the inputs a window (training.word_drop)
-    tie_weights: bool = True
-    # A tied adaptive softmax: its faster training buys a larger model in the same budget
-    # (docs/training.md). Empty: a full softmax.
-    softmax_cutoffs: tuple[int, ...] = (2000, 6000)
-    min_freq: int = 1
-    max_vocab: int | None = None
-    lowercase: bool = False
-    batch_size: int = 20
-    bptt: int = 35
-    optimizer: str = "sgd"
-    lr: float = 20.0
-    clip: float = 0.25
-    epochs: int = 40
-    patience: int = 3
-    lr_schedule: str = "plateau"  # or "cosine": annealed to 0 by the clock (training.schedule)
-    lr_patience: int = 0  # epochs without gain before the learning rate is cut (plateau)
-    # From the first cut on, validate and keep the running mean of the weights (training.averaging;
-    # docs/training.md).
-    average_weights: bool = True
-    average_at_constant_rate: bool = False  # no cut after averaging starts (AWD-LSTM's NT-ASGD)
-    # With --average-weights and the plateau schedule: when an epoch ends past this share of the
-    # budget with no cut yet, cut the rate there, so a slower machine still averages its last epochs.
-    average_by: float = 0.6
-    # The recency cache (models.recency): the last N words in the state, mixed into the next-word
-    # distribution with a decay and weight chosen on the validation split after training. 0: none.
-    recency_window: int = 200
-    # Share of the rows whose state is reset to zero at each window's start, so that the model
-    # also learns to predict from little context, as a fresh text gives it (training.fresh_texts).
-    state_reset: float = 0.2
-    max_minutes: float = 14.0
-    seed: int = 1111
-    device: str = "auto"
 
 
 @dataclass
@@ -121,6 +72,7 @@ class TrainOutcome:
 
 def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     """Fit a model on ``corpus`` and return the best epoch's weights with its scores."""
+    # -- data: tokenize once, the vocabulary from the train split -------------------------------
     seed_everything(config.seed)
     device = pick_device(config.device)
     tokenizer_settings = TokenizerSettings(lowercase=config.lowercase, level=config.level)
@@ -129,8 +81,9 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     train_stream = encode_stream(corpus.train, tokenizer, vocab)
     valid_stream = encode_stream(corpus.valid, tokenizer, vocab)
     test_stream = encode_stream(corpus.test, tokenizer, vocab)
-    rows = batchify(train_stream, config.batch_size).to(device)
+    rows = batchify(train_stream, config.batch_size).to(device)  # (batch_size, tokens per row)
 
+    # -- model and its training-only regularizers --------------------------------------------------
     model_config = ModelConfig(
         architecture=config.architecture,
         vocab_size=len(vocab),
@@ -150,11 +103,12 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         f"{config.architecture} {config.num_layers}x{config.hidden_size}, vocabulary {len(vocab):,}, "
         f"{count_parameters(model):,} parameters, {train_stream.numel():,} training tokens on {device}"
     )
+
+    # -- optimizer, learning-rate schedule and the budget ------------------------------------------
     optimizer = make_optimizer(config, model)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=RATE_CUT, patience=config.lr_patience)
-
-    deadline = time.monotonic() + config.max_minutes * 60
     started = time.monotonic()
+    deadline = started + config.max_minutes * 60
     cosine = BudgetCosine(optimizer, started, deadline) if config.lr_schedule == "cosine" else None
     validation_seconds = estimate_validation_seconds(model, valid_stream, device)  # kept free before the deadline
     best_valid: EvalResult | None = None
@@ -162,11 +116,16 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     epochs_without_gain = 0
     epochs_run = 0
     average: WeightAverage | None = None
+
     for epoch in range(1, config.epochs + 1):
+        # -- one pass over the training rows, stopped by the budget ---------------------------------
         epoch_started = time.monotonic()
         train_loss, out_of_time = train_epoch(
             model, rows, optimizer, config, epoch, deadline - validation_seconds, cosine, average
         )
+        epochs_run = epoch
+
+        # -- validate (the running mean, once averaging), keep the best -----------------------------
         validation_started = time.monotonic()
         with average.swapped_in(model) if average is not None else contextlib.nullcontext():
             valid = evaluate(model, valid_stream, device)
@@ -176,24 +135,24 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
             else:
                 epochs_without_gain += 1
         validation_seconds = time.monotonic() - validation_started
-        epochs_run = epoch
-        rate = optimizer.param_groups[0]["lr"]
+
+        # -- the learning rate: cut on a plateau, or by the budget; averaging from the first cut ---
+        rate = current_rate(optimizer)
         if cosine is None and (average is None or not config.average_at_constant_rate):
             plateau.step(valid.loss)
         print(
             f"epoch {epoch:2d} | {time.monotonic() - epoch_started:5.0f}s | train ppl {math.exp(train_loss):7.1f} | "
-            f"valid ppl {valid.perplexity:7.1f} | lr {optimizer.param_groups[0]['lr']:.2e}"
+            f"valid ppl {valid.perplexity:7.1f} | lr {current_rate(optimizer):.2e}"
             f"{' | best' if improved else ''}"
         )
-        late = time.monotonic() - started >= config.average_by * config.max_minutes * 60
-        no_cut_yet = optimizer.param_groups[0]["lr"] == rate and average is None
-        if config.average_weights and cosine is None and late and no_cut_yet and not out_of_time:
-            for group in optimizer.param_groups:
-                group["lr"] *= RATE_CUT
+        if not out_of_time and budget_calls_for_a_cut(config, optimizer, rate, average, time.monotonic() - started):
+            cut_rate(optimizer)
             print(f"{config.average_by:.0%} of the budget spent: the rate is cut by {1 / RATE_CUT:g}")
-        if config.average_weights and average is None and optimizer.param_groups[0]["lr"] < rate:
-            average = WeightAverage(model)  # the first cut: average from here on
+        if config.average_weights and average is None and current_rate(optimizer) < rate:
+            average = WeightAverage(model)
             print("averaging the weights from now on (validated and kept: their mean)")
+
+        # -- termination: the budget, or no gain for `patience` epochs ------------------------------
         if out_of_time:
             print(f"stopping: the {config.max_minutes:g}-minute budget is spent")
             break
@@ -202,6 +161,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
             break
     train_seconds = time.monotonic() - started
 
+    # -- the best weights, as served: regularizers removed, the recency cache tuned --------------
     model.load_state_dict(best_weights)
     model.eval()
     remove_weight_drop(model)
@@ -210,24 +170,11 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     recency, test_without_recency = None, None
     if config.recency_window:
         test_without_recency = evaluate(model, test_stream, device)  # cache weight still 0
-        valid_texts = encode_texts(split_texts(corpus.valid, tokenizer), vocab)
-        recency = tune_recency(model, valid_stream, valid_texts, device)
-        model_config = replace(
-            model_config,
-            recency_decay=recency.decay,
-            recency_weight=recency.weight,
-            recency_skip=recency.skip,
-            recency_fill=recency.fill,
-            recency_repeat=recency.repeat,
-        )
+        recency, model_config = tune_recency_cache(model, model_config, corpus, tokenizer, vocab, valid_stream, device)
         best_valid = evaluate(model, valid_stream, device)
-        print(
-            f"recency cache: decay {recency.decay:g}, weight {recency.weight:g}, skip {recency.skip}, "
-            f"fill {recency.fill:g}, repeat {recency.repeat:g}; "
-            f"validation perplexity {best_valid.perplexity:.1f} with it, "
-            f"{recency.perplexity_without:.1f} without; on fresh texts {recency.fresh_perplexity:.1f} with it, "
-            f"{recency.fresh_perplexity_without:.1f} without"
-        )
+        print(format_recency(recency, best_valid))
+
+    # -- test: perplexity, keystrokes on the stream and on fresh texts ----------------------------
     test = evaluate(model, test_stream, device)
     typing, fresh = None, None
     if not tokenizer.characters:  # keystrokes are counted over a word vocabulary
@@ -250,6 +197,63 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         epochs_run,
         train_seconds,
         train_stream.numel(),
+    )
+
+
+def current_rate(optimizer: torch.optim.Optimizer) -> float:
+    return optimizer.param_groups[0]["lr"]
+
+
+def cut_rate(optimizer: torch.optim.Optimizer) -> None:
+    """The rate cut: every group's learning rate times ``RATE_CUT``."""
+    for group in optimizer.param_groups:
+        group["lr"] *= RATE_CUT
+
+
+def budget_calls_for_a_cut(
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    rate_before: float,
+    average: WeightAverage | None,
+    spent_s: float,
+) -> bool:
+    """Averaging by the budget: past ``average_by`` of it with no cut yet, cut now, so that a machine
+    too slow to see validation stall still averages its last epochs (plateau schedule only)."""
+    late = spent_s >= config.average_by * config.max_minutes * 60
+    no_cut_yet = current_rate(optimizer) == rate_before and average is None
+    return config.average_weights and config.lr_schedule == "plateau" and late and no_cut_yet
+
+
+def tune_recency_cache(
+    model: RecurrentLM,
+    model_config: ModelConfig,
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    vocab: Vocabulary,
+    valid_stream: torch.Tensor,
+    device: torch.device,
+) -> tuple[RecencyChoice, ModelConfig]:
+    """Choose the recency cache's terms on the validation split, as a stream and as fresh texts."""
+    valid_texts = encode_texts(split_texts(corpus.valid, tokenizer), vocab)
+    recency = tune_recency(model, valid_stream, valid_texts, device)
+    tuned = replace(
+        model_config,
+        recency_decay=recency.decay,
+        recency_weight=recency.weight,
+        recency_skip=recency.skip,
+        recency_fill=recency.fill,
+        recency_repeat=recency.repeat,
+    )
+    return recency, tuned
+
+
+def format_recency(recency: RecencyChoice, valid: EvalResult) -> str:
+    return (
+        f"recency cache: decay {recency.decay:g}, weight {recency.weight:g}, skip {recency.skip}, "
+        f"fill {recency.fill:g}, repeat {recency.repeat:g}; "
+        f"validation perplexity {valid.perplexity:.1f} with it, "
+        f"{recency.perplexity_without:.1f} without; on fresh texts {recency.fresh_perplexity:.1f} with it, "
+        f"{recency.fresh_perplexity_without:.1f} without"
     )
 
 
@@ -323,192 +327,13 @@ def estimate_validation_seconds(model: RecurrentLM, valid_stream: torch.Tensor, 
     return (time.monotonic() - started) * valid_stream.numel() / sample.numel()
 
 
-def export(config: TrainConfig, corpus: Corpus, outcome: TrainOutcome) -> str:
-    """Script, verify against eager, and save to the store; returns the tag."""
-    device = next(outcome.model.parameters()).device
-    scripted = script_model(outcome.model)
-    sample_ids = encode_stream(corpus.valid[:50], Tokenizer(outcome.tokenizer), outcome.vocab)
-    check_scripted(outcome.model, scripted, batchify(sample_ids, 2)[:, :40].to(device))
-    labels = {
-        "level": outcome.tokenizer.level,
-        "architecture": outcome.model_config.architecture,
-        "layers": str(outcome.model_config.num_layers),
-        "hidden_size": str(outcome.model_config.hidden_size),
-        "vocab_size": str(len(outcome.vocab)),
-    }
-    metadata = {
-        "model_config": outcome.model_config.to_dict(),
-        "parameters": count_parameters(outcome.model),
-        "vocab_size": len(outcome.vocab),
-        "tokenizer": outcome.tokenizer.to_dict(),
-        "corpus": corpus.source,
-        "corpus_sha256": corpus.sha256,
-        "train_tokens": outcome.train_tokens,
-        "valid_tokens": outcome.valid.tokens,
-        "test_tokens": outcome.test.tokens,
-        "valid_perplexity": outcome.valid.perplexity,
-        "test_perplexity": outcome.test.perplexity,
-        "test_top1_accuracy": outcome.test.top1_accuracy,
-        "test_top5_accuracy": outcome.test.top5_accuracy,
-        "level": outcome.tokenizer.level,
-        "epochs": outcome.epochs_run,
-        "train_seconds": round(outcome.train_seconds, 1),
-        "torch_version": str(torch.__version__),
-        # The store rejects None in metadata; an unset option is left out.
-        "train_config": {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in asdict(config).items()
-            if value is not None
-        },
-    }
-    if outcome.typing is not None:
-        metadata["test_typing"] = outcome.typing.to_dict()
-    if outcome.fresh is not None:
-        metadata["test_fresh_texts"] = outcome.fresh.to_dict()
-    if outcome.recency is not None and outcome.test_without_recency is not None:
-        metadata["recency"] = outcome.recency.to_dict() | {
-            "test_perplexity_without": outcome.test_without_recency.perplexity
-        }
-    if outcome.tokenizer.level == "char":
-        metadata["test_bits_per_character"] = outcome.test.bits_per_token
-    tag = save_to_store(
-        config.model_name, scripted, outcome.vocab, outcome.tokenizer, outcome.model_config, labels, metadata
-    )
-    return str(tag)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 
 
-def parse_args(argv: list[str] | None) -> TrainConfig:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
-    add = parser.add_argument
-    add("--corpus", default=defaults.corpus, help="directory with train/valid/test.txt, one text file, or auto")
-    add("--model-name", default=defaults.model_name, help="name in the BentoML store")
-    add("--level", default=defaults.level, choices=LEVELS, help="model words or characters")
-    add("--architecture", default=defaults.architecture, choices=ARCHITECTURES)
-    add("--hidden-size", type=int, default=defaults.hidden_size, help="hidden units per layer (= embedding size)")
-    add("--num-layers", type=int, default=defaults.num_layers)
-    add("--dropout", type=float, default=defaults.dropout)
-    add(
-        "--locked-dropout",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.locked_dropout,
-        help="one dropout mask per sequence, kept over its time steps, on the embedded inputs and the outputs",
-    )
-    add(
-        "--weight-drop",
-        type=float,
-        default=defaults.weight_drop,
-        help="share of the recurrent (hidden-to-hidden) weights dropped while training (DropConnect)",
-    )
-    add(
-        "--word-drop",
-        type=float,
-        default=defaults.word_drop,
-        help="share of the vocabulary whose words enter as zero vectors, drawn afresh each window (embedding dropout)",
-    )
-    add("--no-tie-weights", dest="tie_weights", action="store_false", help="separate input and output embeddings")
-    add(
-        "--adaptive-softmax",
-        dest="softmax_cutoffs",
-        type=_cutoffs,
-        default=defaults.softmax_cutoffs,
-        metavar="N,M,...",
-        help="adaptive softmax clusters at these word ranks, tied with an adaptive input (default 2000,6000)",
-    )
-    add(
-        "--full-softmax",
-        dest="softmax_cutoffs",
-        action="store_const",
-        const=(),
-        help="a full (H, V) decoder instead of the adaptive softmax",
-    )
-    add("--min-freq", type=int, default=defaults.min_freq, help="drop train words seen fewer times")
-    add("--max-vocab", type=int, default=defaults.max_vocab, help="keep at most this many words")
-    add("--lowercase", action="store_true", help="lower-case all text (recorded with the model)")
-    add("--batch-size", type=int, default=defaults.batch_size)
-    add("--bptt", type=int, default=defaults.bptt, help="steps of backpropagation through time")
-    add("--optimizer", default=defaults.optimizer, choices=("sgd", "adam"))
-    add("--lr", type=float, default=defaults.lr, help="initial learning rate (cut 4x when validation stalls)")
-    add("--clip", type=float, default=defaults.clip, help="gradient norm clipping")
-    add("--epochs", type=int, default=defaults.epochs, help="at most this many epochs")
-    add("--patience", type=int, default=defaults.patience, help="stop after this many epochs without gain")
-    add(
-        "--lr-schedule",
-        default=defaults.lr_schedule,
-        choices=SCHEDULES,
-        help="cosine: annealed to 0 over the --max-minutes budget; plateau: cut 4x when validation stalls",
-    )
-    add(
-        "--average-weights",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.average_weights,
-        help="from the first learning-rate cut on, validate and keep the running mean of the weights (averaged SGD)",
-    )
-    add(
-        "--average-at-constant-rate",
-        action="store_true",
-        help="with --average-weights: no further learning-rate cut once averaging has started",
-    )
-    add(
-        "--average-by",
-        type=float,
-        default=defaults.average_by,
-        help="with --average-weights: cut the rate (and start averaging) at the first epoch's end past this share "
-        "of the budget, if validation has not stalled by then (1: only when it stalls)",
-    )
-    add(
-        "--lr-patience",
-        type=int,
-        default=defaults.lr_patience,
-        help="epochs without gain before the rate is cut (plateau)",
-    )
-    add(
-        "--recency-window",
-        type=int,
-        default=defaults.recency_window,
-        help="words of recent text whose repeats the model favours (a cache tuned on validation); 0: none",
-    )
-    add(
-        "--state-reset",
-        type=float,
-        default=defaults.state_reset,
-        help="share of the rows whose state is reset at each window's start (practice with little context)",
-    )
-    add("--max-minutes", type=float, default=defaults.max_minutes, help="wall-clock budget for training")
-    add("--seed", type=int, default=defaults.seed)
-    add("--device", default=defaults.device, choices=DEVICE_CHOICES)
-    args = parser.parse_args(argv)
-    for name in ("hidden_size", "num_layers", "batch_size", "bptt", "epochs", "patience", "min_freq"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("lr_patience", "recency_window"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')} must be at least 0")
-    if not 0 < args.average_by <= 1:
-        parser.error("--average-by must be in (0, 1]")
-    for name in ("dropout", "weight_drop", "word_drop", "state_reset"):
-        if not 0 <= getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-
-
-def _cutoffs(text: str) -> tuple[int, ...]:
-    try:
-        cutoffs = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected word ranks like 2000,6000, got {text!r}") from None
-    if any(c < 1 for c in cutoffs) or list(cutoffs) != sorted(set(cutoffs)):
-        raise argparse.ArgumentTypeError(f"expected increasing positive word ranks, got {text!r}")
-    return cutoffs
-
-
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
+    config = parse_args(argv, __doc__.split("\n")[0])
     try:
         corpus = load_corpus(default_corpus() if config.corpus == "auto" else config.corpus)
         pick_device(config.device)

@@ -24,7 +24,8 @@ from models.vocab import SPECIALS
 from tests.conftest import TINY_TRAIN, serving
 from tests.http_calls import generate, predict
 from training.corpus import load_corpus
-from training.train import export, train
+from training.export import export
+from training.train import train
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -13,10 +13,11 @@ import torch
 from models.rnn import ModelConfig, RecurrentLM
 from tests.conftest import TINY_TRAIN
 from training.averaging import WeightAverage
+from training.config import TrainConfig, build_parser, parse_args
 from training.corpus import load_corpus
 from training.export import check_scripted, script_model
 from training.schedule import BudgetCosine
-from training.train import parse_args, train
+from training.train import train
 from training.weight_drop import add_weight_drop, remove_weight_drop
 from training.word_drop import add_word_drop
 
@@ -215,3 +216,21 @@ def test_averaging_starts_by_its_share_of_the_budget(corpus, capsys) -> None:
     assert len(rates) == 3 and rates[1] <= rates[0] / 4
     with pytest.raises(SystemExit):
         parse_args(["--average-by", "0"])
+
+
+def test_every_config_field_is_a_flag_with_its_default() -> None:
+    parser = build_parser("")
+    flags = {option for action in parser._actions for option in action.option_strings}
+    for spec in fields(TrainConfig):
+        if spec.name == "softmax_cutoffs":
+            assert {"--adaptive-softmax", "--full-softmax"} <= flags
+            continue
+        assert "--" + spec.name.replace("_", "-") in flags, spec.name
+    assert parse_args([]) == TrainConfig()  # the command line's defaults are the dataclass's
+    assert parse_args(["--full-softmax"]).softmax_cutoffs == ()
+    assert parse_args(["--adaptive-softmax", "100,200"]).softmax_cutoffs == (100, 200)
+    assert parse_args(["--max-vocab", "50"]).max_vocab == 50
+    assert not parse_args(["--no-tie-weights"]).tie_weights and parse_args(["--lowercase"]).lowercase
+    for bad in (["--hidden-size", "0"], ["--state-reset", "1"], ["--adaptive-softmax", "200,100"], ["--level", "x"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)

@@ -1,0 +1,94 @@
+"""Closed-loop HTTP load from an asyncio client: what the engine and reliability benchmarks send and time.
+
+Usage::
+
+    clients = [lambda session, n: post(session, url + "/generate", body, "short")] * 32
+    samples, wall_s = asyncio.run(closed_loop(clients, seconds=10))
+    latency_ms(samples, "short")   # {"p50_ms": ..., "p99_ms": ..., "n": ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+
+@dataclass
+class Sample:
+    kind: str
+    status: int
+    seconds: float
+    tokens: int = 0
+    first_token_s: float | None = None
+    # A 429's kind: the engine's "overloaded" (at once) or "shed" (from the queue), else BentoML's
+    # concurrency limit ("concurrency", whose body has no detail).
+    refusal: str = ""
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: dict, kind: str) -> Sample:
+    started = time.perf_counter()
+    async with session.post(url, json=body) as response:
+        payload = await response.read()
+    seconds = time.perf_counter() - started
+    tokens, refusal = 0, ""
+    if response.status == 200 and url.endswith("/generate"):
+        tokens = sum(len(item["tokens"]) for item in json.loads(payload))
+    if response.status == 429:
+        detail = json.loads(payload).get("detail") or [{}]
+        refusal = detail[0].get("type", "concurrency")
+    return Sample(kind, response.status, seconds, tokens, refusal=refusal)
+
+
+async def stream(session: aiohttp.ClientSession, url: str, body: dict, kind: str) -> Sample:
+    started = time.perf_counter()
+    first, tokens = None, 0
+    async with session.post(url, json=body) as response:
+        async for line in response.content:
+            if line.startswith(b'data: {"token"'):
+                tokens += 1
+                if first is None:
+                    first = time.perf_counter() - started
+    return Sample(kind, response.status, time.perf_counter() - started, tokens, first)
+
+
+Client = Callable[[aiohttp.ClientSession, int], "asyncio.Future[Sample]"]
+
+
+async def closed_loop(clients: list[Client], seconds: float) -> tuple[list[Sample], float]:
+    """Each client sends its next request as soon as the last is answered, for ``seconds``.
+
+    Returns every sample and the wall time until the last answer (requests
+    under way at the end are waited for, so a slow tail counts).
+    """
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    samples: list[Sample] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def loop(client: Client) -> None:
+            n = 0
+            while time.perf_counter() < deadline:
+                samples.append(await client(session, n))
+                n += 1
+
+        await asyncio.gather(*(loop(client) for client in clients))
+        return samples, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def latency_ms(samples: list[Sample], kind: str | None = None) -> dict:
+    seconds = [s.seconds for s in samples if s.status == 200 and (kind is None or s.kind == kind)]
+    return {"p50_ms": percentile(seconds, 50) * 1000, "p99_ms": percentile(seconds, 99) * 1000, "n": len(seconds)}
