@@ -148,7 +148,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         if not out_of_time and budget_calls_for_a_cut(config, optimizer, rate, average, time.monotonic() - started):
             cut_rate(optimizer)
             print(f"{config.average_by:.0%} of the budget spent: the rate is cut by {1 / RATE_CUT:g}")
-        if config.average_weights and average is None and current_rate(optimizer) < rate:
+        if averaging_starts(config, optimizer, rate, average):
             average = WeightAverage(model)
             print("averaging the weights from now on (validated and kept: their mean)")
 
@@ -156,7 +156,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         if out_of_time:
             print(f"stopping: the {config.max_minutes:g}-minute budget is spent")
             break
-        if epochs_without_gain >= config.patience:
+        if out_of_patience(config, epochs_without_gain):
             print(f"stopping early: no gain in validation perplexity for {config.patience} epochs")
             break
     train_seconds = time.monotonic() - started
@@ -222,6 +222,18 @@ def budget_calls_for_a_cut(
     late = spent_s >= config.average_by * config.max_minutes * 60
     no_cut_yet = current_rate(optimizer) == rate_before and average is None
     return config.average_weights and config.lr_schedule == "plateau" and late and no_cut_yet
+
+
+def averaging_starts(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, rate_before: float, average: WeightAverage | None
+) -> bool:
+    """Weight averaging (AWD-LSTM's averaged SGD) starts at the first cut of the learning rate."""
+    return config.average_weights and average is None and current_rate(optimizer) < rate_before
+
+
+def out_of_patience(config: TrainConfig, epochs_without_gain: int) -> bool:
+    """Early stopping: ``patience`` epochs in a row without a better validation loss."""
+    return epochs_without_gain >= config.patience
 
 
 def tune_recency_cache(
