@@ -103,7 +103,7 @@ class NextWord:
         # (service.engine.batcher), runs on the loop's thread with one torch thread: no team.
         model_thread = ModelThread()
         try:
-            bundle, self.predictor = model_thread.submit(
+            self.predictor = model_thread.submit(
                 load_predictor, self.stored_model, device, SETTINGS.precision, SETTINGS.state_cache_mb, self.threads
             ).result()
         except Exception as error:  # a corrupt or incompatible store entry: no worker could ever serve it
@@ -132,6 +132,7 @@ class NextWord:
         self.predict_batcher = MicroBatcher(
             self._predict_batch, model_thread, SETTINGS.max_batch_size, merge, run_here_up_to=RUN_HERE_UP_TO
         )
+        bundle = self.predictor.bundle
         precision = precision_name(bundle.dtype)
         metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type, precision).set(1)
         logger.info(

@@ -36,7 +36,7 @@ class NextWordAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
         stored = bentoml.models.get(self.model_tag)
-        _, self.predictor = load_predictor(
+        self.predictor = load_predictor(
             stored, torch.device(device), SETTINGS.precision, SETTINGS.state_cache_mb, threads
         )
         torch.set_num_threads(threads.large_predict_batch)  # as the service's /predict_next

@@ -34,7 +34,7 @@ def create_app(model_tag: str) -> FastAPI:
     device = pick_device(SETTINGS.device)
     threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
     stored = bentoml.models.get(model_tag)
-    _, predictor = model_thread.submit(
+    predictor = model_thread.submit(
         load_predictor, stored, device, SETTINGS.precision, SETTINGS.state_cache_mb, threads
     ).result()
     model_thread.submit(torch.set_num_threads, threads.large_predict_batch).result()

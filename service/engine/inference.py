@@ -104,6 +104,7 @@ class Predictor:
     """Runs a loaded model for the service; one per worker, used from one thread."""
 
     def __init__(self, bundle: ModelBundle, device: torch.device, cache: StateCache | None = None) -> None:
+        self.bundle = bundle
         self.model = bundle.model
         self.vocab = bundle.vocab
         self.tokenizer = bundle.tokenizer
@@ -288,8 +289,8 @@ class Predictor:
             hidden = state.new_zeros(len(rows), state.size(-1))
         else:
             found = [self.cache.find(ids) for ids in rows]
-            rest = [ids[cached:] for ids, (cached, _) in zip(rows, found, strict=True)]
-            state, hidden = self.cache.load([slot for _, slot in found])
+            rest = [ids[prefix.length :] for ids, prefix in zip(rows, found, strict=True)]
+            state, hidden = self.cache.load([prefix.slot for prefix in found])
         lengths = [len(r) for r in rest]
         width = max(lengths)
         pad = self.vocab.unk_id  # any id: nothing reads the padded positions
@@ -307,7 +308,7 @@ class Predictor:
 
 def load_predictor(
     stored: bentoml.Model, device: torch.device, precision: str, state_cache_mb: int, threads: TorchThreads
-) -> tuple[ModelBundle, Predictor]:
+) -> Predictor:
     """Load the model, with a state cache of ``state_cache_mb`` MiB (0: none), and serve warm-up batches.
 
     ``precision``: as ``models.device.pick_dtype`` reads it. Call it on the
@@ -322,4 +323,4 @@ def load_predictor(
         cache = StateCache(state_cache_mb * 2**20, shape, bundle.dtype, device)
     predictor = Predictor(bundle, device, cache)
     predictor.warm_up()
-    return bundle, predictor
+    return predictor

@@ -10,7 +10,7 @@ rounding that any change of batch composition brings on CPU matrix kernels).
 Usage (on the model thread only; nothing here is locked)::
 
     cache = StateCache(capacity_bytes, state_shape=(S, L, H), dtype=..., device=...)
-    cached, slot = cache.find(ids)          # longest cached prefix of ids: ids[:cached]
+    cached, slot = cache.find(ids)          # a CachedPrefix: ids[:cached] is cached, its state in slot
     state, hidden = cache.load([slot, ...]) # (S, L, B, H), (B, H); slot 0 is the zero state
     cache.store([ids, ...], state, hidden)  # remember each row's state after its ids
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -45,6 +46,13 @@ class CacheStats:
     hits: int = 0  # rows that resumed from a cached prefix
     misses: int = 0  # rows that ran from the start
     tokens_saved: int = 0  # tokens not run thanks to the cache
+
+
+class CachedPrefix(NamedTuple):
+    """What ``StateCache.find`` found for a row of ids."""
+
+    length: int  # ids[:length] is cached; 0: nothing is
+    slot: int  # where its state is, for ``load``; slot 0 is the zero state
 
 
 class StateCache:
@@ -70,8 +78,8 @@ class StateCache:
         self.longest = 0  # most ids in any key, where a search starts
         self.stats = CacheStats()
 
-    def find(self, ids: list[int]) -> tuple[int, int]:
-        """(n, slot): ``ids[:n]`` is the longest cached prefix, (0, 0) if none."""
+    def find(self, ids: list[int]) -> CachedPrefix:
+        """The longest cached prefix of ``ids``; (0, 0) if none."""
         key = array("i", ids).tobytes()
         for n in range(min(len(ids), self.longest), 0, -1):
             slot = self.entries.get(key[: n * ID_BYTES])
@@ -79,9 +87,9 @@ class StateCache:
                 self.entries.move_to_end(key[: n * ID_BYTES])
                 self.stats.hits += 1
                 self.stats.tokens_saved += n
-                return n, slot
+                return CachedPrefix(n, slot)
         self.stats.misses += 1
-        return 0, 0
+        return CachedPrefix(0, 0)
 
     def load(self, slots: list[int]) -> tuple[Tensor, Tensor]:
         """The state (S, L, B, H) and top-layer output (B, H) of each slot."""

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from models.rnn import ModelConfig, RecurrentLM
 from tests.conftest import TINY_TRAIN
-from training.averaging import WeightAverage
-from training.config import TrainConfig, build_parser, parse_args
+from training.config import parse_args
 from training.corpus import load_corpus
 from training.export import check_scripted, script_model
-from training.schedule import BudgetCosine
 from training.train import train
-from training.weight_drop import add_weight_drop, remove_weight_drop
-from training.word_drop import add_word_drop
 
 SMALL = replace(TINY_TRAIN, hidden_size=16, max_vocab=500, recency_window=0)  # training alone
 
@@ -51,14 +45,6 @@ def test_early_stopping_keeps_the_best_epoch(corpus, capsys) -> None:
     assert not out.splitlines()[-2].endswith("| best")  # the last epoch was worse ...
     best_ppl = float(best_lines[-1].split("valid ppl")[1].split("|")[0])
     assert outcome.valid.perplexity == pytest.approx(best_ppl, rel=1e-3)  # ... and the best one was kept
-
-
-def test_cli_options_map_to_config() -> None:
-    config = parse_args(["--architecture", "gru", "--hidden-size", "64", "--no-tie-weights", "--min-freq", "2"])
-    assert (config.architecture, config.hidden_size, config.tie_weights, config.min_freq) == ("gru", 64, False, 2)
-    assert parse_args(["--locked-dropout"]).locked_dropout and not parse_args([]).locked_dropout
-    with pytest.raises(SystemExit):
-        parse_args(["--dropout", "1.5"])
 
 
 def test_the_recency_cache_leaves_training_alone_and_is_tuned_after_it(corpus) -> None:
@@ -96,63 +82,12 @@ def test_weight_drop_trains_differently_and_exports_a_plain_model(corpus) -> Non
     assert check_scripted(dropped.model, scripted, tokens) < 1e-5
 
 
-def test_weight_drop_masks_the_recurrent_weights_only_while_training() -> None:
-    model = RecurrentLM(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=8, num_layers=2))
-    add_weight_drop(model, 0.5)
-    rnn = model.core.rnn
-    original = rnn.parametrizations.weight_hh_l1.original.detach().clone()
-    model.train()
-    masked = rnn.weight_hh_l1
-    assert 0.3 < (masked == 0).float().mean().item() < 0.7  # about half dropped ...
-    kept = masked != 0
-    assert torch.allclose(masked[kept], original[kept] * 2)  # ... the rest scaled by 1 / (1 - p)
-    assert "weight_ih_l0" not in rnn.parametrizations  # inputs are left to ordinary dropout
-    model.eval()
-    assert torch.equal(rnn.weight_hh_l1, original)
-    remove_weight_drop(model)
-    assert isinstance(rnn.weight_hh_l1, torch.nn.Parameter) and torch.equal(rnn.weight_hh_l1, original)
-
-
-def test_weight_drop_option() -> None:
-    assert parse_args(["--weight-drop", "0.5"]).weight_drop == 0.5
-    with pytest.raises(SystemExit):
-        parse_args(["--weight-drop", "1"])
-
-
-def test_budget_cosine_falls_from_the_initial_rate_to_zero_at_the_deadline() -> None:
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=20.0)
-    schedule = BudgetCosine(optimizer, started=100.0, deadline=200.0)
-    assert [schedule.rate(t) for t in (100.0, 150.0, 200.0, 260.0)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
-    schedule.step(175.0)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(20.0 * (1 + math.cos(math.pi * 0.75)) / 2)
-
-
 def test_cosine_schedule_anneals_within_the_budget(corpus, capsys) -> None:
     train(replace(SMALL, lr_schedule="cosine", epochs=200, patience=200, max_minutes=3 / 60), corpus)
     rates = [float(rate) for rate in re.findall(r"\| lr ([\d.e+-]+)", capsys.readouterr().out)]
     assert len(rates) >= 2 and rates == sorted(rates, reverse=True)  # falling epoch by epoch ...
     assert rates[-1] < 0.2 * SMALL.lr  # ... to near zero when the budget runs out
     assert parse_args(["--lr-schedule", "cosine"]).lr_schedule == "cosine"
-
-
-def test_word_drop_zeroes_every_occurrence_of_a_dropped_word_only_while_training() -> None:
-    model = RecurrentLM(ModelConfig(vocab_size=400, embedding_dim=8, hidden_size=8, softmax_cutoffs=(100, 200)))
-    ids = torch.randint(0, 400, (6, 50))
-    model.eval()
-    plain = model.embedding(ids)
-    hook = add_word_drop(model, 0.5, 400)
-    model.train()
-    dropped = model.embedding(ids)
-    zeroed = dropped.abs().sum(-1) == 0  # (B, T)
-    assert 0.3 < zeroed.float().mean().item() < 0.7
-    for word in ids.unique().tolist():  # a word is dropped everywhere in the window or nowhere
-        assert zeroed[ids == word].all() or not zeroed[ids == word].any()
-    torch.testing.assert_close(dropped[~zeroed], plain[~zeroed] * 2)  # the kept ones scaled by 1 / (1 - p)
-    model.eval()
-    assert torch.equal(model.embedding(ids), plain)
-    hook.remove()
-    model.train()
-    assert torch.equal(model.embedding(ids), plain)
 
 
 def test_word_drop_trains_differently_and_leaves_a_plain_model(corpus) -> None:
@@ -163,21 +98,6 @@ def test_word_drop_trains_differently_and_leaves_a_plain_model(corpus) -> None:
     assert parse_args(["--word-drop", "0.1"]).word_drop == 0.1
     with pytest.raises(SystemExit):
         parse_args(["--word-drop", "-0.1"])
-
-
-def test_weight_average_is_the_mean_of_the_steps_and_swaps_back() -> None:
-    model = torch.nn.Linear(3, 2)
-    snapshots = [model.weight.detach().clone()]
-    average = WeightAverage(model)
-    for _ in range(2):
-        with torch.no_grad():
-            model.weight.add_(torch.randn_like(model.weight))
-        snapshots.append(model.weight.detach().clone())
-        average.update(model)
-    last = model.weight.detach().clone()
-    with average.swapped_in(model):
-        torch.testing.assert_close(model.weight, torch.stack(snapshots).mean(0))
-    assert torch.equal(model.weight, last)
 
 
 @pytest.mark.slow  # several epochs of a model that overfits: seconds each
@@ -216,21 +136,3 @@ def test_averaging_starts_by_its_share_of_the_budget(corpus, capsys) -> None:
     assert len(rates) == 3 and rates[1] <= rates[0] / 4
     with pytest.raises(SystemExit):
         parse_args(["--average-by", "0"])
-
-
-def test_every_config_field_is_a_flag_with_its_default() -> None:
-    parser = build_parser("")
-    flags = {option for action in parser._actions for option in action.option_strings}
-    for spec in fields(TrainConfig):
-        if spec.name == "softmax_cutoffs":
-            assert {"--adaptive-softmax", "--full-softmax"} <= flags
-            continue
-        assert "--" + spec.name.replace("_", "-") in flags, spec.name
-    assert parse_args([]) == TrainConfig()  # the command line's defaults are the dataclass's
-    assert parse_args(["--full-softmax"]).softmax_cutoffs == ()
-    assert parse_args(["--adaptive-softmax", "100,200"]).softmax_cutoffs == (100, 200)
-    assert parse_args(["--max-vocab", "50"]).max_vocab == 50
-    assert not parse_args(["--no-tie-weights"]).tie_weights and parse_args(["--lowercase"]).lowercase
-    for bad in (["--hidden-size", "0"], ["--state-reset", "1"], ["--adaptive-softmax", "200,100"], ["--level", "x"]):
-        with pytest.raises(SystemExit):
-            parse_args(bad)
