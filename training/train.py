@@ -25,6 +25,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -70,8 +71,11 @@ class TrainOutcome:
     train_tokens: int
 
 
-def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
-    """Fit a model on ``corpus`` and return the best epoch's weights with its scores."""
+def train(config: TrainConfig, corpus: Corpus, clock: Callable[[], float] = time.monotonic) -> TrainOutcome:
+    """Fit a model on ``corpus`` and return the best epoch's weights with its scores.
+
+    ``clock`` is what the budget and the cosine schedule read (seconds); tests pass their own.
+    """
     # -- data: tokenize once, the vocabulary from the train split -------------------------------
     seed_everything(config.seed)
     device = pick_device(config.device)
@@ -107,10 +111,12 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
     # -- optimizer, learning-rate schedule and the budget ------------------------------------------
     optimizer = make_optimizer(config, model)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=RATE_CUT, patience=config.lr_patience)
-    started = time.monotonic()
+    started = clock()
     deadline = started + config.max_minutes * 60
     cosine = BudgetCosine(optimizer, started, deadline) if config.lr_schedule == "cosine" else None
-    validation_seconds = estimate_validation_seconds(model, valid_stream, device)  # kept free before the deadline
+    validation_seconds = estimate_validation_seconds(
+        model, valid_stream, device, clock
+    )  # kept free before the deadline
     best_valid: EvalResult | None = None
     best_weights = copy.deepcopy(model.state_dict())
     epochs_without_gain = 0
@@ -119,14 +125,14 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
 
     for epoch in range(1, config.epochs + 1):
         # -- one pass over the training rows, stopped by the budget ---------------------------------
-        epoch_started = time.monotonic()
+        epoch_started = clock()
         train_loss, out_of_time = train_epoch(
-            model, rows, optimizer, config, epoch, deadline - validation_seconds, cosine, average
+            model, rows, optimizer, config, epoch, deadline - validation_seconds, cosine, average, clock
         )
         epochs_run = epoch
 
         # -- validate (the running mean, once averaging), keep the best -----------------------------
-        validation_started = time.monotonic()
+        validation_started = clock()
         with average.swapped_in(model) if average is not None else contextlib.nullcontext():
             valid = evaluate(model, valid_stream, device)
             improved = best_valid is None or valid.loss < best_valid.loss
@@ -134,18 +140,18 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
                 best_valid, best_weights, epochs_without_gain = valid, copy.deepcopy(model.state_dict()), 0
             else:
                 epochs_without_gain += 1
-        validation_seconds = time.monotonic() - validation_started
+        validation_seconds = clock() - validation_started
 
         # -- the learning rate: cut on a plateau, or by the budget; averaging from the first cut ---
         rate = current_rate(optimizer)
         if cosine is None and (average is None or not config.average_at_constant_rate):
             plateau.step(valid.loss)
         print(
-            f"epoch {epoch:2d} | {time.monotonic() - epoch_started:5.0f}s | train ppl {math.exp(train_loss):7.1f} | "
+            f"epoch {epoch:2d} | {clock() - epoch_started:5.0f}s | train ppl {math.exp(train_loss):7.1f} | "
             f"valid ppl {valid.perplexity:7.1f} | lr {current_rate(optimizer):.2e}"
             f"{' | best' if improved else ''}"
         )
-        if not out_of_time and budget_calls_for_a_cut(config, optimizer, rate, average, time.monotonic() - started):
+        if not out_of_time and budget_calls_for_a_cut(config, optimizer, rate, average, clock() - started):
             cut_rate(optimizer)
             print(f"{config.average_by:.0%} of the budget spent: the rate is cut by {1 / RATE_CUT:g}")
         if averaging_starts(config, optimizer, rate, average):
@@ -159,7 +165,7 @@ def train(config: TrainConfig, corpus: Corpus) -> TrainOutcome:
         if out_of_patience(config, epochs_without_gain):
             print(f"stopping early: no gain in validation perplexity for {config.patience} epochs")
             break
-    train_seconds = time.monotonic() - started
+    train_seconds = clock() - started
 
     # -- the best weights, as served: regularizers removed, the recency cache tuned --------------
     model.load_state_dict(best_weights)
@@ -286,12 +292,13 @@ def train_epoch(
     deadline: float,
     cosine: BudgetCosine | None = None,
     average: WeightAverage | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[float, bool]:
     """One pass over ``rows``; returns the mean loss and whether the deadline stopped it."""
     model.train()
     state = model.zero_state(rows.size(0))
     total_loss, total_tokens = 0.0, 0
-    started = time.monotonic()
+    started = clock()
     windows = math.ceil((rows.size(1) - 1) / config.bptt)
     progress = tqdm(bptt_windows(rows, config.bptt), total=windows, desc=f"epoch {epoch}", leave=False, disable=None)
     for batch, (inputs, targets) in enumerate(progress, start=1):
@@ -304,7 +311,7 @@ def train_epoch(
             loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         if cosine is not None:
-            cosine.step(time.monotonic())
+            cosine.step(clock())
         optimizer.step()
         if average is not None:
             average.update(model)
@@ -314,9 +321,9 @@ def train_epoch(
         progress.set_postfix(
             loss=f"{mean_loss:.2f}",
             ppl=f"{math.exp(mean_loss):.0f}",
-            tok_s=f"{total_tokens / (time.monotonic() - started):.0f}",
+            tok_s=f"{total_tokens / (clock() - started):.0f}",
         )
-        if time.monotonic() > deadline:
+        if clock() > deadline:
             progress.close()
             print(f"the budget stopped epoch {epoch} after {batch:,} of {windows:,} batches")
             return total_loss / total_tokens, True
@@ -331,12 +338,14 @@ def reset_some_rows(state: torch.Tensor, share: float) -> torch.Tensor:
     return state * keep
 
 
-def estimate_validation_seconds(model: RecurrentLM, valid_stream: torch.Tensor, device: torch.device) -> float:
+def estimate_validation_seconds(
+    model: RecurrentLM, valid_stream: torch.Tensor, device: torch.device, clock: Callable[[], float] = time.monotonic
+) -> float:
     """The time a validation pass will take, from timing one on a slice of the split."""
     sample = valid_stream[:VALIDATION_SAMPLE_TOKENS]
-    started = time.monotonic()
+    started = clock()
     evaluate(model, sample, device)
-    return (time.monotonic() - started) * valid_stream.numel() / sample.numel()
+    return (clock() - started) * valid_stream.numel() / sample.numel()
 
 
 def seed_everything(seed: int) -> None:

@@ -18,6 +18,17 @@ from training.train import train
 SMALL = replace(TINY_TRAIN, hidden_size=16, max_vocab=500, recency_window=0)  # training alone
 
 
+class TickingClock:
+    """A clock for the budget that moves ``tick`` seconds each time it is read, whatever this machine's speed."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
 @pytest.fixture(scope="module")
 def corpus(tiny_corpus_file: Path):
     return load_corpus(tiny_corpus_file)
@@ -31,7 +42,7 @@ def test_same_seed_same_model(corpus) -> None:
 
 
 def test_budget_stops_training(corpus, capsys) -> None:
-    outcome = train(replace(SMALL, epochs=5, max_minutes=1e-4), corpus)
+    outcome = train(replace(SMALL, epochs=5, max_minutes=1 / 60), corpus, clock=TickingClock(1.0))
     assert outcome.epochs_run == 1 and "budget is spent" in capsys.readouterr().out
 
 
@@ -64,7 +75,8 @@ def test_the_recency_cache_leaves_training_alone_and_is_tuned_after_it(corpus) -
 
 
 def test_the_budget_stops_inside_an_epoch(corpus, capsys) -> None:
-    outcome = train(replace(SMALL, epochs=5, max_minutes=0.5 / 60, hidden_size=256, max_vocab=3000), corpus)
+    # About 3 clock reads a batch at 1 s each: a 2-minute budget ends some 40 batches into the first epoch.
+    outcome = train(replace(SMALL, epochs=5, max_minutes=2), corpus, clock=TickingClock(1.0))
     out = capsys.readouterr().out
     assert outcome.epochs_run == 1 and "the budget stopped epoch 1 after" in out
     done, total = re.search(r"stopped epoch 1 after ([\d,]+) of ([\d,]+) batches", out).groups()
@@ -83,7 +95,12 @@ def test_weight_drop_trains_differently_and_exports_a_plain_model(corpus) -> Non
 
 
 def test_cosine_schedule_anneals_within_the_budget(corpus, capsys) -> None:
-    train(replace(SMALL, lr_schedule="cosine", epochs=200, patience=200, max_minutes=3 / 60), corpus)
+    # 0.01 s a clock read: an epoch is a few seconds of the clock, so the 20-second budget holds a few.
+    train(
+        replace(SMALL, lr_schedule="cosine", epochs=200, patience=200, max_minutes=20 / 60),
+        corpus,
+        clock=TickingClock(0.01),
+    )
     rates = [float(rate) for rate in re.findall(r"\| lr ([\d.e+-]+)", capsys.readouterr().out)]
     assert len(rates) >= 2 and rates == sorted(rates, reverse=True)  # falling epoch by epoch ...
     assert rates[-1] < 0.2 * SMALL.lr  # ... to near zero when the budget runs out

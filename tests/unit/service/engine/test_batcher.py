@@ -1,4 +1,9 @@
-"""Greedy micro-batching with a real executor thread and asyncio."""
+"""Greedy micro-batching with a real executor thread and asyncio.
+
+Order is forced by events (a batch held on a gate) and by turns of the event
+loop (``asyncio.sleep(0)``), never by sleeping for a while; ``GUARD_S`` only
+fails a stuck test instead of hanging the suite.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,14 @@ import pytest
 
 from service.engine.batcher import MicroBatcher
 from service.engine.model_thread import ModelThread
+
+GUARD_S = 60.0
+
+
+async def turns(n: int = 3) -> None:
+    """Let every ready task run ``n`` times: a task that queues a request does so in its first turn."""
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 class Recorder:
@@ -22,7 +35,7 @@ class Recorder:
 
     def __call__(self, items: list[int]) -> list[int]:
         self.started.set()
-        self.gate.wait(5)
+        assert self.gate.wait(GUARD_S), "the test never released the batch"
         if -1 in items:
             raise ValueError("bad item")
         self.batches.append(list(items))
@@ -35,9 +48,10 @@ async def held_then_queued(merge: bool, max_batch_size: int = 4) -> tuple[Record
     batcher = MicroBatcher(recorder, ModelThread(), max_batch_size, merge)
     recorder.gate.clear()
     first = asyncio.create_task(batcher.submit([0]))
-    await asyncio.get_running_loop().run_in_executor(None, recorder.started.wait, 5)
+    await asyncio.get_running_loop().run_in_executor(None, recorder.started.wait, GUARD_S)
     rest = [asyncio.create_task(batcher.submit([i, i + 100])) for i in range(1, 6)]
-    await asyncio.sleep(0.05)
+    await turns()
+    assert len(batcher._pending) == 5  # all five queued behind the held batch
     recorder.gate.set()
     return recorder, await asyncio.gather(first, *rest)
 
@@ -79,10 +93,10 @@ def test_cancelled_requests_are_skipped() -> None:
         batcher = MicroBatcher(recorder, ModelThread(), 8)
         recorder.gate.clear()
         first = asyncio.create_task(batcher.submit([1]))
-        await asyncio.sleep(0.05)
+        await asyncio.get_running_loop().run_in_executor(None, recorder.started.wait, GUARD_S)
         doomed = asyncio.create_task(batcher.submit([2]))
         kept = asyncio.create_task(batcher.submit([3]))
-        await asyncio.sleep(0.01)
+        await turns()
         doomed.cancel()
         recorder.gate.set()
         assert await first == [10] and await kept == [30]
@@ -132,10 +146,10 @@ def test_a_lone_request_waits_for_a_busy_model_thread() -> None:
         recorder, model_thread = ThreadRecorder(), ModelThread()
         batcher = MicroBatcher(recorder, model_thread, 8, run_here_up_to=1)
         other_work = threading.Event()
-        busy = model_thread.submit(other_work.wait, 5)  # the generation engine's step, say
+        busy = model_thread.submit(other_work.wait, GUARD_S)  # the generation engine's step, say
         assert not model_thread.idle
         request = asyncio.create_task(batcher.submit([7]))
-        await asyncio.sleep(0.05)
+        await turns()  # on the loop's thread it would have run in its first turn
         assert recorder.batches == []  # not run beside the other work
         other_work.set()
         assert await request == [70] and busy.result()
@@ -162,7 +176,7 @@ def test_a_request_cancelled_before_it_runs_is_never_run() -> None:
 def test_the_model_thread_counts_its_jobs_failed_ones_too() -> None:
     model_thread = ModelThread()
     release = threading.Event()
-    running = model_thread.submit(release.wait, 5)
+    running = model_thread.submit(release.wait, GUARD_S)
     queued = model_thread.submit(lambda: 1 / 0)
     assert not model_thread.idle
     release.set()

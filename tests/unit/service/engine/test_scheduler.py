@@ -9,7 +9,7 @@ was running, answer their requests with the error, and keep serving.
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,21 +23,32 @@ from service.engine.types import GenerationRequest
 GREEDY = {"prompt": "the", "temperature": 0.0}
 
 
-class FailsOnce(Predictor):
-    """The real predictor, whose next decode step raises once ``fail_next`` is set."""
+class Counted(Predictor):
+    """The real predictor, counting its decode steps; step number ``fail_at`` raises instead."""
 
-    fail_next = False
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.steps = 0
+        self.fail_at: int | None = None
+        self.stepped = threading.Condition()
 
     def step(self, batch: DecodeBatch) -> list[tuple[Row, int | None]]:
-        if self.fail_next:
-            self.fail_next = False
-            raise RuntimeError("the device failed")
+        with self.stepped:
+            self.steps += 1
+            self.stepped.notify_all()
+            if self.steps == self.fail_at:
+                raise RuntimeError("the device failed")
         return super().step(batch)
+
+    def wait_for_steps(self, steps: int) -> None:
+        """Block the calling thread until ``steps`` decode steps have run (a guard fails a stuck engine)."""
+        with self.stepped:
+            assert self.stepped.wait_for(lambda: self.steps >= steps, timeout=60), "the engine is stuck"
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_tag: str):
-    predictor = FailsOnce(load_bundle(tiny_model_tag, torch.device("cpu")), torch.device("cpu"))
+    predictor = Counted(load_bundle(tiny_model_tag, torch.device("cpu")), torch.device("cpu"))
     with ThreadPoolExecutor(max_workers=1) as model_thread:
         scheduler = Scheduler(predictor, model_thread, SchedulerConfig(max_rows=4, timeout_s=30))
         model_thread.submit(scheduler.calibrate).result()
@@ -48,9 +59,8 @@ def test_a_failing_step_fails_its_rows_and_the_engine_keeps_serving(engine) -> N
     scheduler, predictor = engine
 
     async def scenario() -> None:
+        predictor.fail_at = predictor.steps + 3  # its third step, of 200
         running = asyncio.ensure_future(scheduler.generate([GenerationRequest(**GREEDY, max_new_tokens=200)]))
-        await asyncio.sleep(0.05)  # it is decoding
-        predictor.fail_next = True
         with pytest.raises(RuntimeError, match="the device failed"):
             await running
         (after,) = await scheduler.generate([GenerationRequest(**GREEDY, max_new_tokens=5)])
@@ -67,7 +77,7 @@ def test_requests_submitted_while_steps_run_all_finish_in_order_of_their_own(eng
         jobs = []
         for n in range(1, 13):  # 12 requests, 4 rows at a time: most join a running chain
             jobs.append(asyncio.ensure_future(scheduler.generate([GenerationRequest(**GREEDY, max_new_tokens=n)])))
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0)  # the loop turns: reports of the running steps are delivered
         return [len(output.tokens) for (output,) in await asyncio.gather(*jobs)]
 
     assert asyncio.run(scenario()) == list(range(1, 13))
@@ -77,11 +87,12 @@ def test_requests_submitted_while_steps_run_all_finish_in_order_of_their_own(eng
 def test_a_stream_gets_every_token_when_the_loop_falls_behind_the_steps(engine) -> None:
     """The model thread runs steps ahead of the event loop; a report read late must still say
     which rows finished at its own step, not at a later one (a stream once lost its last tokens)."""
-    scheduler, _ = engine
+    scheduler, predictor = engine
 
     async def scenario() -> tuple[list[int | None], int]:
+        start = predictor.steps
         job = scheduler.submit([GenerationRequest(**GREEDY, max_new_tokens=30)], stream=True)
-        time.sleep(0.5)  # the event loop is busy: every step runs before any report is read
+        predictor.wait_for_steps(start + 30)  # the event loop is blocked: every step runs before any report is read
         tokens = [token async for _row, token in job.tokens()]
         return tokens, len(job.rows[0].ids)
 
