@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,10 +29,36 @@ from service.serve import private_home, store_home
 REPO = Path(__file__).resolve().parents[1]
 
 
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+PORT_TRIES = 3  # a server whose port was taken meanwhile starts again on another
+
+
 def free_port() -> int:
+    """A loopback port free now, below the range the kernel hands to outgoing connections.
+
+    The server binds it later, so another process could take it meanwhile: a port
+    outside the ephemeral range is never picked by the kernel for a connection,
+    and ``Server`` starts again on another port if its own was taken.
+    """
+    try:
+        low = int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(10_000, max(10_001, low))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_was_taken(output: str) -> bool:
+    return "address already in use" in output.lower() or "errno 98" in output.lower()
 
 
 def wait_until_ready(
@@ -62,9 +89,8 @@ class Server:
         command: list[str] | None = None,
         health: str = "/readyz",
     ) -> None:
-        self.port = free_port()
         self.health = health
-        command = command or [
+        self.command = command or [
             sys.executable,
             "-m",
             "bentoml",
@@ -75,15 +101,19 @@ class Server:
             "--port",
             "{port}",
         ]
+        self.env = {**os.environ, **(env or {})}
+        self._start()
+
+    def _start(self) -> None:
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **(env or {})}
-        self.home = private_home(store_home(env))
+        self.home = private_home(store_home(self.env))
         self.log = tempfile.NamedTemporaryFile(prefix="nextword-server-", suffix=".log", delete=False)  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                [part.format(port=self.port) for part in command],
+                [part.format(port=self.port) for part in self.command],
                 cwd=REPO,
-                env={**env, "BENTOML_HOME": self.home},
+                env={**self.env, "BENTOML_HOME": self.home},
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() can reach every child
@@ -94,8 +124,16 @@ class Server:
             raise
 
     def wait_ready(self, timeout: float = 120) -> Server:
-        wait_until_ready(self.url, self.process, timeout, self.output, self.health)
-        return self
+        for attempt in range(1, PORT_TRIES + 1):
+            try:
+                wait_until_ready(self.url, self.process, timeout, self.output, self.health)
+                return self
+            except RuntimeError:  # it exited: start again on another port if its own was taken
+                if attempt == PORT_TRIES or not port_was_taken(self.output()):
+                    raise
+                self.stop()
+                self._start()
+        raise AssertionError("unreachable")
 
     def output(self, limit: int | None = 5000) -> str:
         """The server's log so far: its last ``limit`` characters, or all of it."""

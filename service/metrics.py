@@ -69,6 +69,10 @@ GENERATE_SHED = Counter(
     "nextword_generate_shed_total",
     "/generate requests refused with 429 from the queue: at the recent rate they could no longer finish in time.",
 )
+DIRECT_ROUTE_REQUESTS = Counter(
+    "nextword_direct_route_requests_total",
+    "Requests answered by the direct route (NEXTWORD_DIRECT_ROUTE) rather than BentoML's generic route.",
+)
 STATE_CACHE_HITS = Counter(
     "nextword_state_cache_hits_total",
     "Prefixes and prompts that resumed from a cached recurrent state.",

@@ -21,9 +21,21 @@ REQUESTS = [
 SAME_HEADERS = ("content-type", "content-length", "server")
 
 
+def direct_answers(client: httpx.Client) -> float:
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return sum(
+        sample.value
+        for family in families
+        if family.name == "nextword_direct_route_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
 def test_the_direct_route_answers_as_bentomls_route(client: httpx.Client, tiny_model_tag: str) -> None:
     env = {"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_DIRECT_ROUTE": "off"}
     with Server(env=env) as other, httpx.Client(base_url=other.url, timeout=60) as bentoml_route:
+        answered = direct_answers(client)
         for body in REQUESTS:
             direct = client.post("/predict_next", content=body, headers={"content-type": "application/json"})
             routed = bentoml_route.post("/predict_next", content=body, headers={"content-type": "application/json"})
@@ -31,6 +43,9 @@ def test_the_direct_route_answers_as_bentomls_route(client: httpx.Client, tiny_m
             assert direct.json() == routed.json(), body
             for name in SAME_HEADERS:
                 assert direct.headers.get(name) == routed.headers.get(name), (body, name)
+        # The comparison is between the two routes: each request took the one its server was set to.
+        assert direct_answers(client) == answered + len(REQUESTS)
+        assert direct_answers(bentoml_route) == 0
 
 
 def request_count(client: httpx.Client, status: str) -> float:

@@ -218,7 +218,7 @@ def test_openapi_is_a_valid_document_of_its_version_with_every_bound(client: htt
 def test_error_bodies_match_the_published_error_schema(client: httpx.Client, path: str, body: bytes, headers) -> None:
     spec = client.get("/docs.json").json()
     response = client.post(path, content=body, headers={"content-type": "application/json", **headers})
-    assert response.status_code >= 400
+    assert 400 <= response.status_code < 500, response.text
     validate_instance(response.json(), spec["components"]["schemas"]["Error"])
 
 

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import bentoml
 import pytest
@@ -12,10 +13,13 @@ from bench.launcher import REPO
 from models.bundle import SERVING_METHODS, load_bundle, prepare_for_inference
 from models.rnn import ModelConfig, RecurrentLM
 from models.scoring import compile_scorer
+from models.tokenizer import Tokenizer
+from tests.conftest import TINY_TRAIN
 from training.corpus import load_corpus
 from training.data import encode_stream
 from training.evaluate import evaluate
-from training.export import script_model
+from training.export import export, script_model
+from training.train import train
 
 
 def test_store_round_trip(tiny_model_tag: str) -> None:
@@ -49,13 +53,24 @@ def test_store_round_trip(tiny_model_tag: str) -> None:
         assert config[f"recency_{term}"] == recency[term], term
     assert meta["test_perplexity"] <= recency["test_perplexity_without"]
 
-    bundle = load_bundle(tiny_model_tag, torch.device("cpu"))
-    again = load_bundle(tiny_model_tag, torch.device("cpu"))
-    ids = torch.tensor([bundle.vocab.encode(bundle.tokenizer.tokenize("the first of the"))])
-    logits, state = bundle.model(ids, bundle.model.zero_state(1))
-    logits_again, _ = again.model(ids, again.model.zero_state(1))
-    torch.testing.assert_close(logits, logits_again)
-    assert logits.shape == (1, ids.size(1), len(bundle.vocab)) == (1, ids.size(1), meta["vocab_size"])
+
+def test_the_entry_alone_reproduces_the_trained_model(tiny_corpus_file) -> None:
+    """Loaded from the store in float32, the model gives the trained eager model's log-probabilities,
+    with the same vocabulary and tokenizer, on a text of the corpus."""
+    config = replace(TINY_TRAIN, corpus=str(tiny_corpus_file), model_name="nextword-round-trip", max_vocab=500)
+    corpus = load_corpus(config.corpus)
+    outcome = train(config, corpus)
+    bundle = load_bundle(export(config, corpus, outcome), torch.device("cpu"), torch.float32)
+    assert bundle.vocab.words == outcome.vocab.words and bundle.tokenizer.settings == outcome.tokenizer
+    text = " ".join(corpus.test[:3])
+    ids = torch.tensor([outcome.vocab.encode(Tokenizer(outcome.tokenizer).tokenize(text))])
+    assert torch.equal(ids, torch.tensor([bundle.vocab.encode(bundle.tokenizer.tokenize(text))]))
+    outcome.model.eval()
+    with torch.no_grad():
+        trained, _ = outcome.model(ids, outcome.model.zero_state(1))
+        loaded, _ = bundle.model(ids, bundle.model.zero_state(1))
+    assert loaded.shape == (1, ids.size(1), len(outcome.vocab))
+    torch.testing.assert_close(loaded, trained, rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_keeps_the_quality(tiny_model_tag: str, tiny_corpus_file) -> None:

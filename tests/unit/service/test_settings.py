@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from bench.launcher import REPO
@@ -48,6 +49,7 @@ def test_cores_are_capped_by_the_container_cpu_limit(tmp_path, cpu_max: str, lim
 
 def test_memory_is_capped_by_the_container_memory_limit(tmp_path) -> None:
     machine = available_memory_mb(tmp_path / "missing")
+    assert machine == psutil.virtual_memory().total // 2**20  # the machine's memory, as psutil reads /proc
     path = tmp_path / "memory.max"
     path.write_text("max\n")
     assert available_memory_mb(path) == machine

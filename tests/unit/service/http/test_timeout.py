@@ -1,12 +1,14 @@
 """The request timeout middleware that replaces BentoML's (service.http.timeout)."""
 
 import asyncio
-from dataclasses import replace
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
-from bentoml._internal.server.http import traffic
 
+from bench.launcher import REPO
 from service.http.timeout import TimeoutMiddleware
 
 
@@ -78,11 +80,15 @@ def test_the_apps_own_timeout_error_is_not_a_504() -> None:
         asyncio.run(_call(TimeoutMiddleware(_raises_its_own_timeout, timeout=60)))
 
 
-def test_the_service_installs_it_in_place_of_bentomls(tiny_model_tag: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.settings
-
-    # The service checks its model at import: point it at the test store's.
-    monkeypatch.setattr(service.settings, "SETTINGS", replace(service.settings.SETTINGS, model_tag=tiny_model_tag))
-    import service.service  # noqa: F401  (installs it on import)
-
-    assert traffic.TimeoutMiddleware is TimeoutMiddleware
+def test_the_service_installs_it_in_place_of_bentomls(tiny_model_tag: str) -> None:
+    """In a fresh interpreter, so that no other test's import of the service decides the outcome."""
+    check = (
+        "from bentoml._internal.server.http import traffic\n"
+        "from service.http.timeout import TimeoutMiddleware\n"
+        "assert traffic.TimeoutMiddleware is not TimeoutMiddleware, 'installed before the service'\n"
+        "import service.service\n"
+        "assert traffic.TimeoutMiddleware is TimeoutMiddleware, 'not installed by the service'\n"
+    )
+    env = os.environ | {"NEXTWORD_MODEL": tiny_model_tag}  # the service checks its model at import
+    run = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
