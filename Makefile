@@ -16,13 +16,14 @@ TRAIN_ARGS  ?=
 LOAD_USERS  ?= 32
 LOAD_TIME   ?= 30s
 SOAK_MINUTES ?= 10
+FUZZ_EXAMPLES ?= 300
 REPORTS     ?= reports
 CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --weight-drop 0 --no-tie-weights \
                --bptt 100 --batch-size 32 --optimizer adam --lr 2e-3 --no-average-weights --recency-window 0
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost test test-unit bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost test test-unit fuzz bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -55,6 +56,10 @@ test: install ## Run the whole test suite: unit, the real server over HTTP, the 
 
 test-unit: install ## Run the fast unit tests only (tests/unit, not marked slow): under a minute
 	$(BIN)/python -m pytest tests/unit -m "not slow" -q
+
+fuzz: install ## Explore new schema-fuzzing cases (a fresh seed, printed; FUZZ_EXAMPLES per route)
+	@seed=$${NEXTWORD_FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "fuzzing with NEXTWORD_FUZZ_SEED=$$seed"; \
+	NEXTWORD_FUZZ_SEED=$$seed NEXTWORD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/server/test_fuzz.py -q
 
 bench: model ## Benchmark in process and over HTTP, the generation engine, the peers; prints tables, writes JSON
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }

@@ -117,6 +117,7 @@ class StateCache:
             rows.append(row)
             slots.append(slot)
         if rows:
+            rows, slots = last_writer_per_slot(rows, slots)
             index = torch.tensor(slots, dtype=torch.long, device=self.states.device)
             picked = torch.tensor(rows, dtype=torch.long, device=state.device)
             self.states.index_copy_(0, index, state.index_select(2, picked).permute(2, 0, 1, 3))
@@ -131,3 +132,15 @@ class StateCache:
         """The counts since the last call, and start counting afresh."""
         stats, self.stats = self.stats, CacheStats()
         return stats
+
+
+def last_writer_per_slot(rows: list[int], slots: list[int]) -> tuple[list[int], list[int]]:
+    """Each slot once, with the last row stored in it.
+
+    A batch with more new prefixes than the cache holds evicts some of its own
+    earlier rows, and their slots are reused within the same ``store``. One
+    ``index_copy_`` with a repeated index keeps the last write on the CPU, but
+    its order is undefined on CUDA; only the row that owns the slot is written.
+    """
+    owner = dict(zip(slots, rows, strict=True))  # later rows overwrite earlier ones
+    return list(owner.values()), list(owner)

@@ -14,7 +14,7 @@ from array import array
 import pytest
 import torch
 
-from service.engine.state_cache import ENTRY_OVERHEAD_BYTES, ID_BYTES, StateCache
+from service.engine.state_cache import ENTRY_OVERHEAD_BYTES, ID_BYTES, StateCache, last_writer_per_slot
 
 SHAPE = (2, 1, 4)  # (slots, layers, hidden)
 CPU = torch.device("cpu")
@@ -113,3 +113,22 @@ def test_an_entry_larger_than_the_whole_cache_is_not_stored() -> None:
 
 def unpack(key: bytes) -> list[int]:
     return array("i", key).tolist()
+
+
+def test_a_batch_larger_than_the_cache_keeps_its_last_rows_each_in_a_slot_of_its_own() -> None:
+    probe = StateCache(0, SHAPE, torch.float32, CPU)
+    cache = StateCache(3 * entry_bytes(probe, [0]), SHAPE, torch.float32, CPU)
+    rows = [[i] for i in range(7)]  # 7 one-id prefixes, room for 3
+    states, hiddens = zip(*(state_for(ids) for ids in rows), strict=True)
+    cache.store(rows, torch.cat(states, dim=2), torch.cat(hiddens))
+    assert sorted(map(unpack, cache.entries)) == [[4], [5], [6]]
+    assert len(set(cache.entries.values())) == 3  # three different slots
+    for ids in ([4], [5], [6]):
+        _, slot = cache.find(ids)
+        assert torch.equal(cache.load([slot])[1], state_for(ids)[1])
+
+
+def test_a_reused_slot_is_written_once_by_its_last_row() -> None:
+    """What store hands to one index_copy_: no slot twice, since CUDA leaves the order of repeats undefined."""
+    assert last_writer_per_slot([0, 1, 2, 3], [5, 6, 5, 7]) == ([2, 1, 3], [5, 6, 7])
+    assert last_writer_per_slot([0, 1], [3, 4]) == ([0, 1], [3, 4])
