@@ -108,3 +108,93 @@ def test_the_second_box_continues_a_prompt(browser, server: Server) -> None:
     shown = browser.execute_script("return document.getElementById('continuation').textContent")
     assert generated.strip() and shown == "He was born in" + generated  # the page adds no joint of its own
     assert generated[0] == " " or not generated[0].isalnum()  # the server's text brings the joining space
+
+
+HOLD_FETCH = """
+// Hold the answer to the next /predict_next request whose text ends in `arguments[0]` until
+// window.releaseHeld() is called, and let no abort cancel it: then only the page's own
+// check of which request is the newest can keep its stale answer off the screen.
+const suffix = arguments[0];
+const realFetch = window.fetch.bind(window);
+let release;
+window.held = new Promise((resolve) => { release = resolve; });
+window.heldSent = false;
+window.releaseHeld = () => release();
+window.fetch = async (path, options) => {
+  const inputs = JSON.parse(options.body).inputs;
+  if (!window.heldSent && path === "/predict_next" && inputs[0].text.endsWith(suffix)) {
+    window.heldSent = true;
+    const { signal, ...unabortable } = options;
+    const response = await realFetch(path, unabortable);
+    const body = await response.text();  // read now: once released, the page's handler runs in microtasks
+    await window.held;
+    return new Response(body, { status: response.status, headers: response.headers });
+  }
+  return realFetch(path, options);
+};
+"""
+
+
+def page_state(browser) -> tuple[list[str], str]:
+    return browser.execute_script(
+        "return [[...document.querySelectorAll('#suggestions li')].map(e => e.dataset.word),"
+        " document.getElementById('typing-status').textContent]"
+    )
+
+
+def test_a_stale_answer_is_never_shown(browser, server: Server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 15)
+    browser.get(f"{server.url}/demo")
+    wait.until(lambda _: page_state(browser)[1].startswith("next word"))  # the empty box's own answer
+    browser.execute_script(HOLD_FETCH, "rel")
+    box = browser.find_element(By.ID, "typing")
+    box.send_keys("the game was rel")
+    wait.until(lambda _: browser.execute_script("return window.heldSent"))  # its answer is held
+    box.send_keys("ea")
+    wait.until(lambda _: page_state(browser)[1].startswith('completing "relea"'))  # the newer answer is shown
+    newer = page_state(browser)
+    # Released; a task queued after it runs once the page's handler, all microtasks, is done with it.
+    browser.execute_script("window.releaseHeld(); return new Promise((done) => setTimeout(done, 0))")
+    assert page_state(browser) == newer  # the older answer, arrived last, changed nothing
+
+
+def test_an_error_is_shown_in_the_status_line(browser, server: Server) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server.url}/demo")
+    too_long = "word " * 600  # 3,000 characters: over NEXTWORD_MAX_TEXT_CHARS
+    browser.execute_script(
+        "const box = document.getElementById('typing'); box.value = arguments[0];"
+        " box.dispatchEvent(new Event('input'));",
+        too_long,
+    )
+    WebDriverWait(browser, 15).until(lambda _: page_state(browser)[1].startswith("no suggestions: "))
+    assert "validation error" in page_state(browser)[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "word", "expected"),
+    [
+        ("the game was rel", "rel", "released", "the game was released "),  # a completion replaces its fragment
+        ("In 1990 ", None, ",", "In 1990, "),  # punctuation attaches to the word before
+        ("the players ", None, "'s", "the players's "),  # as do the clitics
+        ("it was a well ", None, "@-@", "it was a well-"),  # an in-word joiner: no space on either side
+        ("it was a well-", None, "known", "it was a well-known "),  # and the next word follows it directly
+    ],
+)
+def test_taking_a_suggestion_joins_it_as_a_person_writes_it(
+    browser, server: Server, text: str, fragment: str | None, word: str, expected: str
+) -> None:
+    """The page's own accept(), as Tab and clicks call it, on the suggestion the list shows."""
+    browser.get(f"{server.url}/demo")
+    value = browser.execute_script(
+        "const box = document.getElementById('typing'); box.value = arguments[0];"
+        " shown = { fragment: arguments[1], words: [arguments[2]] }; accept(arguments[2]); return box.value;",
+        text,
+        fragment,
+        word,
+    )
+    assert value == expected
