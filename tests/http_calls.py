@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 
@@ -17,3 +19,10 @@ def generate(client: httpx.Client, *inputs: dict) -> list[dict]:
     response = client.post("/generate", json={"inputs": list(inputs)})
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def metric(client: httpx.Client, name: str, labels: str = "") -> float:
+    """One sample of ``/metrics``, summed across workers by the server; 0 when it has none yet."""
+    text = client.get("/metrics").text
+    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0

@@ -26,7 +26,7 @@ import pytest
 
 from bench.launcher import Server
 from models.tokenizer import Tokenizer
-from tests.http_calls import generate, predict
+from tests.http_calls import generate, metric, predict
 
 pytestmark = pytest.mark.slow
 
@@ -66,12 +66,6 @@ def tight(tiny_model_tag: str) -> Iterator[httpx.Client]:
 def bounded(tiny_model_tag: str) -> Iterator[httpx.Client]:
     with serve(tiny_model_tag, NEXTWORD_MAX_BATCH_SIZE="2", NEXTWORD_MAX_QUEUED_TOKENS="4000") as client:
         yield client
-
-
-def metric(client: httpx.Client, name: str, labels: str = "") -> float:
-    text = client.get("/metrics").text
-    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
 
 
 def in_background(client: httpx.Client, *inputs: dict) -> Future[httpx.Response]:

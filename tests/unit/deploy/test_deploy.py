@@ -40,7 +40,10 @@ def test_the_manifests_match_the_service() -> None:
     assert container["resources"]["limits"]["cpu"] == container["resources"]["requests"]["cpu"]
     env = {item["name"]: item["value"] for item in container["env"]}
     assert set(env) <= set(VARIABLES)
-    Settings.from_env(env)  # every value is one the service accepts
+    settings = Settings.from_env(env)  # every value is one the service accepts
+    # On SIGTERM the server stops taking connections and finishes what is in flight, each request
+    # bounded by the timeout: the pod's grace period must outlast it, or Kubernetes kills them.
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= settings.timeout_s + 10
     assert by_kind["Service"]["spec"]["ports"][0]["targetPort"] == "http"
     assert (
         by_kind["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"]
