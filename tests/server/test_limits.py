@@ -6,6 +6,7 @@ the bound is reached by count, not by how fast this machine is.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from bench.launcher import Server
-from tests.http_calls import predict
+from tests.http_calls import metric, predict
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,22 @@ def in_flight(client: httpx.Client) -> Iterator[None]:
         yield
 
 
+def streams_in_flight(client: httpx.Client) -> float:
+    """BentoML's own count, taken outside its concurrency limit: zero once every stream's handler returned."""
+    return metric(
+        client,
+        "bentoml_service_request_in_progress",
+        '{endpoint="/generate_stream",runner_name="nextword",service_name="nextword",service_version="not available"}',
+    )
+
+
+def wait_for(condition) -> None:
+    deadline = time.monotonic() + 60  # a guard against a stuck server, not a measurement
+    while not condition():
+        assert time.monotonic() < deadline, "condition never reached: the server is stuck"
+        time.sleep(0.02)
+
+
 def test_requests_past_the_concurrency_bound_get_429_and_the_bound_frees_up(tiny_model_tag: str) -> None:
     with serve(tiny_model_tag, NEXTWORD_MAX_CONCURRENCY="3") as client:
         with ExitStack() as held:
@@ -50,7 +67,8 @@ def test_requests_past_the_concurrency_bound_get_429_and_the_bound_frees_up(tiny
             assert [answer.status_code for answer in answers] == [429] * 8
             assert all(answer.json()["error"] for answer in answers)  # JSON, in the error shape's first field
             assert client.post("/generate", json={"inputs": [{"prompt": "the"}]}).status_code == 429
-        assert predict(client, {"text": "the"})[0]["predictions"]  # the held requests left: room again
+        wait_for(lambda: streams_in_flight(client) == 0)  # the held requests have left ...
+        assert predict(client, {"text": "the"})[0]["predictions"]  # ... and there is room again
 
 
 def test_adaptive_batching_refuses_what_would_miss_its_deadline_with_503(tiny_model_tag: str) -> None:
