@@ -21,15 +21,19 @@ REQUESTS = [
 SAME_HEADERS = ("content-type", "content-length", "server")
 
 
-def direct_answers(client: httpx.Client) -> float:
-    families = text_string_to_metric_families(client.get("/metrics").text)
+def counted(client: httpx.Client, family: str, **labels: str) -> float:
+    """A counter's total on /metrics over the samples with these labels."""
     return sum(
         sample.value
-        for family in families
-        if family.name == "nextword_direct_route_requests"
-        for sample in family.samples
-        if sample.name.endswith("_total")
+        for found in text_string_to_metric_families(client.get("/metrics").text)
+        if found.name == family
+        for sample in found.samples
+        if sample.name.endswith("_total") and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def direct_answers(client: httpx.Client) -> float:
+    return counted(client, "nextword_direct_route_requests")
 
 
 def test_the_direct_route_answers_as_bentomls_route(client: httpx.Client, tiny_model_tag: str) -> None:
@@ -49,16 +53,7 @@ def test_the_direct_route_answers_as_bentomls_route(client: httpx.Client, tiny_m
 
 
 def request_count(client: httpx.Client, status: str) -> float:
-    families = text_string_to_metric_families(client.get("/metrics").text)
-    return sum(
-        sample.value
-        for family in families
-        if family.name == "bentoml_service_request"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-        and sample.labels.get("endpoint") == "/predict_next"
-        and sample.labels.get("http_response_code") == status
-    )
+    return counted(client, "bentoml_service_request", endpoint="/predict_next", http_response_code=status)
 
 
 def test_bentomls_request_metrics_count_the_direct_routes_answers(client: httpx.Client) -> None:
