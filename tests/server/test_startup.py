@@ -39,8 +39,12 @@ def failed_start(env: dict[str, str]) -> tuple[int, str]:
     try:
         output, _ = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
+        os.killpg(process.pid, signal.SIGTERM)  # as a person would stop it: the server stops its workers
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output = "(no output: it did not stop on SIGTERM either)"
         pytest.fail(f"the server did not stop within 60 s:\n{output[-3000:]}")
     return process.returncode, output
 
