@@ -108,6 +108,30 @@ class Tokenizer:
                 tokens.append(match.group())
         return tokens
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where each token of ``tokenize(text)`` lies in ``text``: (start, end) offsets; each part of a
+        split compound (``well @-@ known``) has its own, and a line break's covers its characters."""
+        read = text.lower() if self.settings.lowercase else text
+        found: list[tuple[int, int]] = []
+        if self.characters:
+            found = [match.span() for match in _CHARACTER.finditer(read)]
+        else:
+            for match in _PIECE.finditer(read):
+                if match.lastgroup != "compound":
+                    found.append(match.span())
+                    continue
+                start = match.start()
+                for part in _IN_WORD_SEPARATOR.split(match.group()):
+                    if part:
+                        found.append((start, start + len(part)))
+                        start += len(part)
+        if len(read) == len(text):
+            return found
+        # Lower-casing lengthened some character (İ -> i̇): map the offsets back to the text's own. A
+        # token cut from inside such a character gets the whole character (two tokens may share it).
+        back = [i for i, char in enumerate(text) for _ in range(len(char.lower()))]
+        return [(back[start], back[end - 1] + 1) for start, end in found]
+
     def detokenize(self, tokens: list[str], after: str = "") -> str:
         """Join tokens into readable text: no space before ``.``, ``@-@`` -> ``-``, ``<eos>`` -> a line break.
 

@@ -36,14 +36,26 @@ from models.bundle import ModelBundle, load_bundle
 from models.completion import PrefixIndex
 from models.device import pick_dtype
 from models.scoring import compile_scorer, rows_per_decode
+from models.top_k import top_k
 from models.word_search import WordSearch, fragment_of, phase_after
 from service.engine.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.engine.state_cache import StateCache
 from service.engine.threads import TorchThreads
-from service.engine.types import FinishReason, Generation, GenerationRequest, NextWordQuery, NextWords
+from service.engine.types import (
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    NextWordQuery,
+    NextWords,
+    TokenLogprob,
+)
 
 if TYPE_CHECKING:
     from service.engine.scheduler import Job
+
+# Scoring a prompt decodes (rows x positions) distributions of the whole vocabulary at once;
+# this many at a time bounds that memory (at 17k words about 70 MB in float32).
+SCORED_POSITIONS_AT_ONCE = 1024
 
 
 @dataclass
@@ -65,6 +77,8 @@ class Row:
     generator: torch.Generator  # the row's own seeded draws
     ids: list[int] = field(default_factory=list)  # generated so far
     finish_reason: FinishReason | None = None  # set when the row ends
+    stop_tokens: int = 0  # with finish_reason STOP: the length of the stop sequence it generated
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # per generated token, when the input asks
     cancelled: bool = False  # set from outside (a timeout, a disconnect): leave at the next step
     job: Job | None = None  # the scheduler's handle on the request this row belongs to
 
@@ -112,7 +126,8 @@ class Predictor:
         self.cache = cache
         self.banned_ids = frozenset(self.vocab.special_ids)  # never offered to clients as words
         self.max_words = len(self.vocab) - len(self.banned_ids)
-        self.scorer = compile_scorer(self.model, bundle.config.log_probabilities, rows_per_decode(device))
+        self.normalized = bundle.config.log_probabilities  # decode returns log-probabilities already
+        self.scorer = compile_scorer(self.model, self.normalized, rows_per_decode(device))
         self.words = PrefixIndex(self.vocab)
         self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
         # A character-level model finds next words by a search over characters.
@@ -207,9 +222,14 @@ class Predictor:
 
     def new_row(self, item: GenerationRequest) -> Row:
         """A generation request, tokenized, ready for ``start``."""
+        if item.prompt_ids is not None:
+            ids = list(item.prompt_ids)
+            prompt = Encoded(ids, len(ids), ids.count(self.vocab.unk_id))
+        else:
+            prompt = self.encode(item.prompt)
         return Row(
             input=item,
-            prompt=self.encode(item.prompt),
+            prompt=prompt,
             stops=[self.vocab.encode(self.tokenizer.tokenize(stop)) for stop in item.stop],
             generator=row_generator(item.seed),
         )
@@ -240,6 +260,8 @@ class Predictor:
         logits[:, self.vocab.unk_id] = float("-inf")  # never generated; one column, not a (A, V) pass
         uniforms = draw_uniforms([row.generator for row in batch.rows], self.device)
         chosen = choose_next(logits, batch.params, uniforms).tolist()
+        if any(row.input.logprobs is not None for row in batch.rows):
+            self._record_logprobs(batch, chosen)
         emitted = [(row, self._append(row, token)) for row, token in zip(batch.rows, chosen, strict=True)]
         running = [i for i, row in enumerate(batch.rows) if row.finish_reason is None]
         batch.keep(running)
@@ -259,7 +281,63 @@ class Predictor:
             finish_reason=row.finish_reason,
             prompt_tokens=row.prompt.tokens,
             unknown=row.prompt.unknown,
+            ids=tuple(row.ids),
+            stop_tokens=row.stop_tokens,
+            logprobs=tuple(row.logprobs) if row.input.logprobs is not None else None,
         )
+
+    def log_probs(self, hidden: Tensor, state: Tensor) -> Tensor:
+        """(B, V) next-token log-probabilities, /predict_next's: the model with its recency cache."""
+        logits = self.model.decode(hidden, state).float()
+        return logits if self.normalized else logits.log_softmax(-1)
+
+    @torch.inference_mode()
+    def score(self, rows: list[list[int]], top: int) -> list[list[TokenLogprob | None]]:
+        """Every id's log-probability after the ids before it, from the zero state, and the ``top``
+        likeliest ids there; None for each row's first id, which nothing precedes.
+
+        What ``training.fresh_texts`` computes of a text, from /predict_next's distribution.
+        """
+        out: list[list[TokenLogprob | None]] = [[None] for _ in rows]
+        width = max(len(ids) for ids in rows)
+        pad = self.vocab.unk_id  # any id: padding comes after every real position
+        tokens = torch.tensor([ids + [pad] * (width - len(ids)) for ids in rows], dtype=torch.long)
+        tokens = tokens.reshape(len(rows), width).to(self.device)
+        state = self.model.zero_state(len(rows))
+        span = max(1, SCORED_POSITIONS_AT_ONCE // len(rows))
+        for first in range(0, width - 1, span):
+            last = min(first + span, width - 1)
+            logits, state = self.model(tokens[:, first:last], state)  # (B, T, V): the ids at first+1 .. last
+            logp = logits.float().flatten(0, 1)
+            if not self.normalized:
+                logp = logp.log_softmax(-1)
+            targets = tokens[:, first + 1 : last + 1].flatten()
+            picked = logp.gather(1, targets.unsqueeze(1))[:, 0].view(len(rows), -1).tolist()
+            best, best_ids = top_k(logp, max(top, 1))
+            best = best.view(len(rows), last - first, -1).tolist()
+            best_ids = best_ids.view(len(rows), last - first, -1).tolist()
+            for b, ids in enumerate(rows):
+                for t in range(min(last, len(ids) - 1) - first):
+                    top_pairs = tuple(zip(best_ids[b][t][:top], best[b][t][:top], strict=True))
+                    out[b].append(TokenLogprob(ids[first + t + 1], picked[b][t], top_pairs))
+        return out
+
+    def _record_logprobs(self, batch: DecodeBatch, chosen: list[int]) -> None:
+        """Each asking row's chosen token, its log-probability and the likeliest tokens, before they step."""
+        asking = [i for i, row in enumerate(batch.rows) if row.input.logprobs is not None]
+        index = torch.tensor(asking, dtype=torch.long, device=self.device)
+        logp = self.log_probs(batch.hidden.index_select(0, index), batch.state.index_select(2, index))
+        ids = torch.tensor([chosen[i] for i in asking], dtype=torch.long, device=self.device)
+        picked = logp.gather(1, ids.unsqueeze(1))[:, 0].tolist()
+        most = max(batch.rows[i].input.logprobs or 0 for i in asking)
+        best, best_ids = top_k(logp, max(most, 1))
+        for j, (values, where) in enumerate(zip(best.tolist(), best_ids.tolist(), strict=True)):
+            row = batch.rows[asking[j]]
+            if chosen[asking[j]] == self.vocab.end_id:  # the row ends here: no token, no entry
+                continue
+            n = row.input.logprobs or 0
+            top = tuple(zip(where[:n], values[:n], strict=True))
+            row.logprobs.append(TokenLogprob(chosen[asking[j]], picked[j], top))
 
     def generate(self, inputs: list[GenerationRequest]) -> list[Generation]:
         """Decode a whole batch to the end (request-level batching, in process)."""
@@ -274,8 +352,10 @@ class Predictor:
             row.finish_reason = FinishReason.EOS
             return None
         row.ids.append(token)
-        if any(stop and row.ids[-len(stop) :] == stop for stop in row.stops):
+        matched = [stop for stop in row.stops if stop and row.ids[-len(stop) :] == stop]
+        if matched:
             row.finish_reason = FinishReason.STOP
+            row.stop_tokens = len(matched[0])
         elif row.tokens_left <= 0:
             row.finish_reason = FinishReason.LENGTH
         return token

@@ -57,7 +57,7 @@ from service import metrics
 from service.engine.inference import DecodeBatch, Predictor, Row
 from service.engine.job import Job, Overloaded, Shed
 from service.engine.shedding import SHED_EVERY_S, Late, late_rows
-from service.engine.types import BatchingPolicy, Generation, GenerationRequest
+from service.engine.types import BatchingPolicy, Generation, GenerationRequest, TokenLogprob
 
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
 # Share of the timeout that admitted work may fill at the measured rate. The rest is room for
@@ -176,6 +176,10 @@ class Scheduler:
         finally:
             job.cancel()  # no-op for finished rows
         return [self.predictor.output(row) for row in job.rows]
+
+    async def score(self, rows: list[list[int]], top: int) -> list[list[TokenLogprob | None]]:
+        """``Predictor.score`` on the model thread, between two steps of the running rows."""
+        return await asyncio.wrap_future(self.executor.submit(self._score, rows, top))
 
     def token_bound(self) -> int:
         """Most outstanding tokens admitted: set, or what the measured rate finishes within the timeout."""
@@ -336,6 +340,10 @@ class Scheduler:
                 break
             joining.append(self.waiting.popleft())
         return joining
+
+    def _score(self, rows: list[list[int]], top: int) -> list[list[TokenLogprob | None]]:
+        self.threads_for(self.config.max_rows)  # a prompt's positions are scored as one large batch
+        return self.predictor.score(rows, top)
 
     def calibrate(self, seconds: float = 0.3) -> None:
         """Measure tokens/s with every slot taken; call it once on the model thread, before serving."""

@@ -60,13 +60,30 @@ class NextWords(TypedDict, total=False):
 class GenerationRequest:
     """One prompt to continue, with how to sample its continuation."""
 
-    prompt: str  # the raw text to continue
+    prompt: str  # the raw text to continue; with prompt_ids, their text (what the continuation joins)
     max_new_tokens: int  # most tokens to generate
     temperature: float = 1.0  # 0 is greedy
     top_k: int = 0  # sample among the k most likely words; 0 turns it off
     top_p: float = 1.0  # nucleus sampling
     seed: int | None = None  # the same request and seed give the same text, alone or batched
     stop: tuple[str, ...] = field(default=())  # end after generating any of these (as whole tokens)
+    # The prompt as vocabulary ids, run as given from the zero state: no leading line break is
+    # added, so a client that tokenized with the service's tokenizer controls every position.
+    prompt_ids: tuple[int, ...] | None = None
+    logprobs: int | None = None  # report each generated token's log-probability and this many alternatives
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A token's log-probability where it stands, and the likeliest tokens there.
+
+    The distribution is /predict_next's: the model with its recency cache,
+    whatever the row was sampled from (sampling leaves the cache out).
+    """
+
+    id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]  # (id, log-probability), likeliest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +95,6 @@ class Generation:
     finish_reason: FinishReason
     prompt_tokens: int  # tokens in the prompt
     unknown: int  # prompt tokens outside the vocabulary
+    ids: tuple[int, ...] = ()  # the generated tokens' ids
+    stop_tokens: int = 0  # how many of the last tokens are the stop sequence that ended it
+    logprobs: tuple[TokenLogprob, ...] | None = None  # one per generated token, when the request asked

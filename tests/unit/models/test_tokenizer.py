@@ -186,3 +186,39 @@ def test_a_text_cut_anywhere_between_words_reads_whole_again(text: str, data: st
     cut = data.draw(st.sampled_from(cuts))
     prompt = tok.detokenize(tokens[:cut])
     assert prompt + tok.detokenize(tokens[cut:], after=prompt) == text
+
+
+IN_WORD = {"@-@": "-", "@,@": ",", "@.@": "."}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        ordinary_text,
+        st.lists(st.sampled_from(["well", "@-@", "@,@", "n't", "\r\n", " ", "İ"])).map("".join),
+    ),
+    st.sampled_from([TokenizerSettings(), TokenizerSettings(lowercase=True), TokenizerSettings(level="char")]),
+)
+def test_spans_locate_every_token_in_the_text(text: str, settings_: TokenizerSettings) -> None:
+    """What /v1/completions' ``text_offset`` and ``tokens`` of an echoed prompt are cut from."""
+    tokenizer = Tokenizer(settings_)
+    tokens, spans = tokenizer.tokenize(text), tokenizer.spans(text)
+    assert len(spans) == len(tokens)
+    shared = settings_.lowercase and "İ" in text  # lower-casing splits İ in two: tokens may share it
+    end = 0
+    for token, (start, stop) in zip(tokens, spans, strict=True):
+        assert (start >= end or shared) and start < stop <= len(text)  # in order, apart, not empty
+        end = stop
+        piece = text[start:stop]
+        if token == "<eos>":
+            assert LINE_BREAKS.fullmatch(piece), (token, piece)
+        elif token in IN_WORD:  # a raw in-word separator (3.5, well-known) is read as the corpus form
+            assert piece in (token, IN_WORD[token]), (token, piece)
+        elif not shared:
+            assert (piece.lower() if settings_.lowercase else piece) == token, (token, piece)
+
+
+def test_spans_split_a_compound_into_its_parts() -> None:
+    text = "a well@-@known song"
+    assert [text[a:b] for a, b in tok.spans(text)] == ["a", "well", "@-@", "known", "song"]
