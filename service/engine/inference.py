@@ -125,6 +125,8 @@ class Predictor:
         self.device = device
         self.cache = cache
         self.banned_ids = frozenset(self.vocab.special_ids)  # never offered to clients as words
+        # Never offered as a token's alternatives: no text is spelled by them (a line break is).
+        self.textless_ids = frozenset(i for i in (self.vocab.unk_id, self.vocab.end_id) if i is not None)
         self.max_words = len(self.vocab) - len(self.banned_ids)
         self.normalized = bundle.config.log_probabilities  # decode returns log-probabilities already
         self.scorer = compile_scorer(self.model, self.normalized, rows_per_decode(device))
@@ -313,14 +315,20 @@ class Predictor:
                 logp = logp.log_softmax(-1)
             targets = tokens[:, first + 1 : last + 1].flatten()
             picked = logp.gather(1, targets.unsqueeze(1))[:, 0].view(len(rows), -1).tolist()
-            best, best_ids = top_k(logp, max(top, 1))
-            best = best.view(len(rows), last - first, -1).tolist()
-            best_ids = best_ids.view(len(rows), last - first, -1).tolist()
+            likeliest = self._likeliest(logp, top)
             for b, ids in enumerate(rows):
                 for t in range(min(last, len(ids) - 1) - first):
-                    top_pairs = tuple(zip(best_ids[b][t][:top], best[b][t][:top], strict=True))
-                    out[b].append(TokenLogprob(ids[first + t + 1], picked[b][t], top_pairs))
+                    pairs = likeliest[b * (last - first) + t]
+                    out[b].append(TokenLogprob(ids[first + t + 1], picked[b][t], pairs))
         return out
+
+    def _likeliest(self, logp: Tensor, n: int) -> list[tuple[tuple[int, float], ...]]:
+        """Each row's ``n`` likeliest ids with their log-probabilities, leaving out the textless ids."""
+        values, ids = top_k(logp, n + len(self.textless_ids))
+        return [
+            tuple((i, v) for i, v in zip(row_ids, row_values, strict=True) if i not in self.textless_ids)[:n]
+            for row_ids, row_values in zip(ids.tolist(), values.tolist(), strict=True)
+        ]
 
     def _record_logprobs(self, batch: DecodeBatch, chosen: list[int]) -> None:
         """Each asking row's chosen token, its log-probability and the likeliest tokens, before they step."""
@@ -330,14 +338,11 @@ class Predictor:
         ids = torch.tensor([chosen[i] for i in asking], dtype=torch.long, device=self.device)
         picked = logp.gather(1, ids.unsqueeze(1))[:, 0].tolist()
         most = max(batch.rows[i].input.logprobs or 0 for i in asking)
-        best, best_ids = top_k(logp, max(most, 1))
-        for j, (values, where) in enumerate(zip(best.tolist(), best_ids.tolist(), strict=True)):
+        for j, pairs in enumerate(self._likeliest(logp, most)):
             row = batch.rows[asking[j]]
             if chosen[asking[j]] == self.vocab.end_id:  # the row ends here: no token, no entry
                 continue
-            n = row.input.logprobs or 0
-            top = tuple(zip(where[:n], values[:n], strict=True))
-            row.logprobs.append(TokenLogprob(chosen[asking[j]], picked[j], top))
+            row.logprobs.append(TokenLogprob(chosen[asking[j]], picked[j], pairs[: row.input.logprobs or 0]))
 
     def generate(self, inputs: list[GenerationRequest]) -> list[Generation]:
         """Decode a whole batch to the end (request-level batching, in process)."""

@@ -58,6 +58,7 @@ def test_scoring_a_text_is_the_fresh_text_evaluation_of_it(tiny_model_tag: str) 
         assert entries[0] is None and len(entries) == len(ids)  # nothing precedes the first id
         for token, entry in zip(ids[1:], entries[1:], strict=True):
             assert entry.id == token and len(entry.top) == 3
+            assert predictor.vocab.unk_id not in dict(entry.top)  # no text spells it: never an alternative
             values = [value for _, value in entry.top]
             assert values == sorted(values, reverse=True) and entry.logprob <= values[0] + 1e-6
     alone = [predictor.score([ids], top=3)[0] for ids in rows]
