@@ -57,7 +57,7 @@ class Floor:
         return next_word_response(fixed_outputs(inputs))
 
 
-wear(Floor, {"/predict_next"})  # as the service does
+wear(Floor)  # as the service does
 
 
 @bentoml.service(name="nextword-floor-batched", **SETTINGS.service_config())
@@ -78,4 +78,4 @@ class BatchedFloor:
         return next_word_response(await self.batcher.submit(inputs))
 
 
-wear(BatchedFloor, {"/predict_next"})
+wear(BatchedFloor)

@@ -39,7 +39,14 @@ from service.engine.model_thread import ModelThread
 from service.engine.scheduler import Scheduler, SchedulerConfig
 from service.engine.threads import TorchThreads
 from service.engine.types import NextWordQuery
-from service.http.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
+from service.http.http_stack import (
+    OPENAI,
+    answer_predict_next_directly,
+    install_process_wide,
+    next_word_response,
+    wear,
+)
+from service.http.openai.completions import Served
 from service.http.schemas import (
     NEXT_WORD_OUTPUTS,
     GenerateBatch,
@@ -55,7 +62,7 @@ from service.http.schemas import (
 )
 from service.http.streaming import sse_events
 from service.serve import mark_failed_start, store_home
-from service.settings import API_ROUTES, SETTINGS
+from service.settings import SETTINGS
 
 logger = logging.getLogger("nextword")
 install_process_wide()
@@ -148,6 +155,16 @@ class NextWord:
             SETTINGS.state_cache_mb,
         )
         answer_predict_next_directly(self.answer_predict_next)
+        OPENAI.serve(
+            Served(
+                self.predictor,
+                self.scheduler,
+                model_id=str(bundle.tag),
+                names=frozenset({str(bundle.tag), bundle.tag.name, SETTINGS.model_tag}),
+                created=int(self.stored_model.info.creation_time.timestamp()),
+                metadata=bundle.metadata,
+            )
+        )
         self.ready = True
 
     def __is_ready__(self) -> bool:
@@ -227,4 +244,4 @@ def retry_after(error: Overloaded) -> dict[str, str]:
 
 DEMO_PAGE = Path(__file__).parent / "demo"  # the typing page: static files, served at /demo/
 NextWord.mount_asgi_app(StaticFiles(directory=DEMO_PAGE, html=True), path="/demo", name="demo")
-wear(NextWord, set(API_ROUTES))
+wear(NextWord)

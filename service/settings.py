@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES
@@ -57,6 +57,15 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "/predict_next's JSON requests answered by the service's own ASGI layer, not BentoML's generic route; "
         "only with tracing off and batching not adaptive",
     ),
+    "NEXTWORD_API_KEY": (
+        "",
+        "an API key: when set, every API route wants Authorization: Bearer <key>; "
+        "/livez, /readyz, /metrics, /docs.json and the typing page stay open",
+    ),
+    "NEXTWORD_API_KEY_FILE": (
+        "",
+        "a file holding the API key (a mounted Kubernetes Secret); not with NEXTWORD_API_KEY",
+    ),
     "NEXTWORD_TRACING_SAMPLE_RATE": (
         "0",
         "share of requests traced with OpenTelemetry, 0..1; at 0 the API routes skip the tracing middleware",
@@ -65,6 +74,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
 # The API's routes: those the edge answers errors on in its own shape, and those that skip
 # BentoML's OpenTelemetry middleware when tracing is off (its spans cost every request).
 API_ROUTES = ("/predict_next", "/generate", "/generate_stream")
+OPENAI_ROUTES = ("/v1/completions", "/v1/models")  # service.http.openai; every path under /v1/ is OpenAI's
+TOKENIZER_ROUTES = ("/tokenize", "/detokenize", "/tokenizer_info")  # vLLM's, for lm-evaluation-harness
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class Settings:
     access_log: bool
     direct_route_switch: bool
     tracing_sample_rate: float
+    api_key: str | None = field(default=None, repr=False)  # never in a log line
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -137,6 +149,21 @@ class Settings:
                 return min(CACHE_AUTO_MAX_MB, max(1, int(memory_mb * CACHE_SHARE_OF_MEMORY) // workers))
             return integer("NEXTWORD_STATE_CACHE_MB", 0)
 
+        def api_key() -> str | None:
+            key, path = env.get("NEXTWORD_API_KEY", "").strip(), text("NEXTWORD_API_KEY_FILE")
+            if key and path:
+                raise ValueError("set NEXTWORD_API_KEY or NEXTWORD_API_KEY_FILE, not both")
+            if path:
+                try:
+                    key = Path(path).read_text().strip()
+                except (OSError, UnicodeDecodeError) as error:
+                    raise ValueError(f"NEXTWORD_API_KEY_FILE cannot be read: {type(error).__name__}") from None
+                if not key:
+                    raise ValueError(f"NEXTWORD_API_KEY_FILE names an empty file: {path}")
+            if key and not all(33 <= ord(char) < 127 for char in key):  # what a header can carry unchanged
+                raise ValueError("the API key must be printable ASCII without spaces")
+            return key or None
+
         return cls(
             model_tag=text("NEXTWORD_MODEL"),
             device=choice("NEXTWORD_DEVICE", DEVICE_CHOICES),
@@ -159,6 +186,7 @@ class Settings:
             access_log=switch("NEXTWORD_ACCESS_LOG"),
             direct_route_switch=switch("NEXTWORD_DIRECT_ROUTE"),
             tracing_sample_rate=share("NEXTWORD_TRACING_SAMPLE_RATE"),
+            api_key=api_key(),
         )
 
     def service_config(self) -> dict:
@@ -174,7 +202,7 @@ class Settings:
         """Tracing on: every route traced at the sample rate. Off: the API routes skip the middleware."""
         if self.tracing_sample_rate > 0:
             return {"sample_rate": self.tracing_sample_rate}
-        return {"excluded_urls": list(API_ROUTES)}
+        return {"excluded_urls": [*API_ROUTES, *OPENAI_ROUTES, *TOKENIZER_ROUTES]}
 
     @property
     def direct_route(self) -> bool:

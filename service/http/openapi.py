@@ -83,6 +83,7 @@ SSE_EVENT = {
 STREAMING_ROUTES = {"/generate_stream"}
 ERRORS = {
     "400": "Invalid input: detail[].loc names each field at fault.",
+    "401": "An API key is set (NEXTWORD_API_KEY) and the request's is missing or wrong.",
     "413": "The body is larger than NEXTWORD_MAX_BODY_BYTES.",
     "415": "The body is not application/json.",
     "429": "Too many requests in flight, or (generation) more queued work than can finish in time; see Retry-After.",
@@ -120,8 +121,9 @@ def to_openapi_30(schema: Any) -> Any:
     return out
 
 
-def contract(bentoml_spec: dict, api_routes: set[str]) -> dict:
-    """BentoML's document, made valid OpenAPI 3.0.3 and true to what the server answers."""
+def contract(bentoml_spec: dict, api_routes: set[str], more: Callable[[], tuple[dict, dict]] | None = None) -> dict:
+    """BentoML's document, made valid OpenAPI 3.0.3 and true to what the server answers;
+    ``more`` gives the paths and schemas of the routes BentoML does not know (``service.http.openai``)."""
     spec = copy.deepcopy(bentoml_spec)
     spec["openapi"] = OPENAPI_VERSION
     components = spec.setdefault("components", {})
@@ -146,6 +148,10 @@ def contract(bentoml_spec: dict, api_routes: set[str]) -> dict:
                     responses[status] = error_response(status, description)
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's, replaced by Error
         components["schemas"].pop(name, None)
+    if more is not None:
+        paths, schemas = more()
+        spec.setdefault("paths", {}).update(paths)
+        components["schemas"].update(schemas)
     return spec
 
 
@@ -167,16 +173,23 @@ def error_response(status: str, description: str) -> dict:
 class ServeContract:
     """ASGI middleware: ``GET /docs.json`` answers ``contract()`` of the service's BentoML document."""
 
-    def __init__(self, app: Any, bentoml_spec: Callable[[], dict], api_routes: set[str]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        bentoml_spec: Callable[[], dict],
+        api_routes: set[str],
+        more: Callable[[], tuple[dict, dict]] | None = None,
+    ) -> None:
         self.app = app
         self.bentoml_spec = bentoml_spec
         self.api_routes = api_routes
+        self.more = more
         self.body: bytes | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/docs.json" and scope["method"] in ("GET", "HEAD"):
             if self.body is None:
-                self.body = json.dumps(contract(self.bentoml_spec(), self.api_routes)).encode()
+                self.body = json.dumps(contract(self.bentoml_spec(), self.api_routes, self.more)).encode()
             await send_json(send, 200, self.body)
             return
         await self.app(scope, receive, send)

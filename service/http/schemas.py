@@ -27,7 +27,7 @@ MAX_STOP_STRINGS = 8
 MAX_STOP_CHARS = 100
 
 
-def _check_token_count(value: str) -> str:
+def check_token_count(value: str) -> str:
     # Every token covers at least one character (a property test says so), so a
     # text no longer than the limit is within it: most requests skip tokenizing
     # here, on the event loop, which the model thread does again anyway.
@@ -71,7 +71,7 @@ class NextWordInput(_Strict):
         examples=[True],
     )
 
-    _tokens = field_validator("text")(_check_token_count)
+    _tokens = field_validator("text")(check_token_count)
 
     def query(self) -> NextWordQuery:
         return NextWordQuery(self.text, self.top_k, self.complete)
@@ -204,7 +204,7 @@ class GenerateInput(_Strict):
         examples=[["."]],
     )
 
-    _tokens = field_validator("prompt")(_check_token_count)
+    _tokens = field_validator("prompt")(check_token_count)
 
     def request(self) -> GenerationRequest:
         return GenerationRequest(

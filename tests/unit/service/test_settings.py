@@ -82,7 +82,18 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 
 def test_tracing_off_skips_the_api_routes_and_on_traces_every_route() -> None:
     off = Settings.from_env({}).service_config()["tracing"]
-    assert off == {"excluded_urls": ["/predict_next", "/generate", "/generate_stream"]}
+    assert off == {
+        "excluded_urls": [
+            "/predict_next",
+            "/generate",
+            "/generate_stream",
+            "/v1/completions",
+            "/v1/models",
+            "/tokenize",
+            "/detokenize",
+            "/tokenizer_info",
+        ]
+    }
     on = Settings.from_env({"NEXTWORD_TRACING_SAMPLE_RATE": "0.25"}).service_config()["tracing"]
     assert on == {"sample_rate": 0.25}
 

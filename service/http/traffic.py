@@ -1,4 +1,5 @@
-"""BentoML's request timeout, without its timer outliving the request.
+"""BentoML's request timeout and concurrency limit, with the timeout's timer cancelled and each
+refusal in its route's error shape.
 
 BentoML 1.4.39's ``TimeoutMiddleware`` arms a ``loop.call_later`` timer for
 every request and never cancels it. The timer holds a copy of the request's
@@ -23,7 +24,8 @@ import asyncio
 from typing import Any
 
 from bentoml._internal.server.http import traffic
-from starlette.responses import JSONResponse
+
+from service.http.http_errors import error_body_for, send_json
 
 
 class TimeoutMiddleware(traffic.TimeoutMiddleware):
@@ -46,10 +48,22 @@ class TimeoutMiddleware(traffic.TimeoutMiddleware):
         except TimeoutError:
             if not deadline.expired():  # the app's own TimeoutError, not ours
                 raise
-            body = {"error": f"Not able to process the request in {self.timeout} seconds", "detail": []}
-            await JSONResponse(body, status_code=504)(scope, receive, send)
+            message = f"Not able to process the request in {self.timeout} seconds"
+            await send_json(send, 504, error_body_for(scope["path"], 504, message))
+
+
+class MaxConcurrencyMiddleware(traffic.MaxConcurrencyMiddleware):
+    """BentoML's limit on requests in flight: over it, 429 at once, in the route's error shape
+    (``/v1/*`` answers OpenAI's, whose clients then raise their rate-limit error)."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.skip_paths and self._semaphore.locked():
+            await send_json(send, 429, error_body_for(scope["path"], 429, "Too many requests"))
+            return
+        await super().__call__(scope, receive, send)
 
 
 def install() -> None:
-    """Make BentoML build its apps with this middleware instead of its own."""
+    """Make BentoML build its apps with these middlewares instead of its own."""
     traffic.TimeoutMiddleware = TimeoutMiddleware
+    traffic.MaxConcurrencyMiddleware = MaxConcurrencyMiddleware

@@ -1,4 +1,4 @@
-"""The request timeout middleware that replaces BentoML's (service.http.timeout)."""
+"""The request timeout middleware that replaces BentoML's (service.http.traffic)."""
 
 import asyncio
 import os
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench.launcher import REPO
-from service.http.timeout import TimeoutMiddleware
+from service.http.traffic import TimeoutMiddleware
 
 
 async def _fast_app(scope: dict, receive: Any, send: Any) -> None:
@@ -84,7 +84,7 @@ def test_the_service_installs_it_in_place_of_bentomls(tiny_model_tag: str) -> No
     """In a fresh interpreter, so that no other test's import of the service decides the outcome."""
     check = (
         "from bentoml._internal.server.http import traffic\n"
-        "from service.http.timeout import TimeoutMiddleware\n"
+        "from service.http.traffic import TimeoutMiddleware\n"
         "assert traffic.TimeoutMiddleware is not TimeoutMiddleware, 'installed before the service'\n"
         "import service.service\n"
         "assert traffic.TimeoutMiddleware is TimeoutMiddleware, 'not installed by the service'\n"
