@@ -38,8 +38,10 @@ def test_the_manifests_match_the_service() -> None:
     assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "3000"
     assert container["resources"]["limits"]["cpu"] == container["resources"]["requests"]["cpu"]
-    env = {item["name"]: item["value"] for item in container["env"]}
-    assert set(env) <= set(VARIABLES)
+    assert {item["name"] for item in container["env"]} <= set(VARIABLES)
+    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    secret = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in container["env"] if "valueFrom" in item}
+    assert secret["NEXTWORD_API_KEY"]["optional"] is True  # without the Secret the service runs open
     settings = Settings.from_env(env)  # every value is one the service accepts
     # On SIGTERM the server stops taking connections and finishes what is in flight, each request
     # bounded by the timeout: the pod's grace period must outlast it, or Kubernetes kills them.
