@@ -151,17 +151,22 @@ class Settings:
 
         def api_key() -> str | None:
             key, path = env.get("NEXTWORD_API_KEY", "").strip(), text("NEXTWORD_API_KEY_FILE")
+            source = "NEXTWORD_API_KEY"
             if key and path:
-                raise ValueError("set NEXTWORD_API_KEY or NEXTWORD_API_KEY_FILE, not both")
+                raise ValueError(f"NEXTWORD_API_KEY_FILE must be unset when NEXTWORD_API_KEY is set, got {path!r}")
             if path:
+                source = f"the key in NEXTWORD_API_KEY_FILE ({path})"
                 try:
                     key = Path(path).read_text().strip()
                 except (OSError, UnicodeDecodeError) as error:
-                    raise ValueError(f"NEXTWORD_API_KEY_FILE cannot be read: {type(error).__name__}") from None
+                    reason = type(error).__name__
+                    raise ValueError(
+                        f"NEXTWORD_API_KEY_FILE must name a readable file, got {path!r} ({reason})"
+                    ) from None
                 if not key:
-                    raise ValueError(f"NEXTWORD_API_KEY_FILE names an empty file: {path}")
-            if key and not all(33 <= ord(char) < 127 for char in key):  # what a header can carry unchanged
-                raise ValueError("the API key must be printable ASCII without spaces")
+                    raise ValueError(f"NEXTWORD_API_KEY_FILE must name a file holding a key, got {path!r} (empty)")
+            if key and not all(33 <= ord(char) < 127 for char in key):  # what a header carries unchanged
+                raise ValueError(f"{source} must be printable ASCII without spaces (the key is not shown)")
             return key or None
 
         return cls(

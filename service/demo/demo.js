@@ -1,5 +1,7 @@
 // The typing page: suggestions from POST /predict_next follow the text box, and
 // POST /generate continues a prompt. No build step, nothing fetched from elsewhere.
+// A server with an API key answers 401: the page then asks the person for the key,
+// keeps it in this tab's sessionStorage (gone when the tab closes) and sends it as a bearer token.
 "use strict";
 
 const DEBOUNCE_MS = 60;   // one request per pause in typing, short enough to feel instant
@@ -16,19 +18,34 @@ let latest = 0;                             // the newest request: older answers
 let pending = null;                         // its AbortController
 let timer = null;
 
+const KEY_ITEM = "nextword-api-key";
+const keyForm = document.getElementById("key-form");
+const keyInput = document.getElementById("api-key");
+
 async function postJSON(path, inputs, signal) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ inputs }),
-    signal,
-  });
+  const headers = { "content-type": "application/json" };
+  const key = sessionStorage.getItem(KEY_ITEM);
+  if (key) headers.authorization = `Bearer ${key}`;
+  const response = await fetch(path, { method: "POST", headers, body: JSON.stringify({ inputs }), signal });
   const body = await response.json();
+  if (response.status === 401) {
+    keyForm.hidden = false;
+    if (!keyInput.value) keyInput.focus();
+  }
   if (!response.ok) {
     throw new Error(body.error || `HTTP ${response.status}`);
   }
   return body;
 }
+
+keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY_ITEM, keyInput.value.trim());
+  keyInput.value = "";
+  keyForm.hidden = true;
+  typing.focus();
+  schedule(0);  // ask again with the key; a wrong one brings the form back
+});
 
 function schedule(delay) {
   clearTimeout(timer);

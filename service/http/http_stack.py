@@ -58,7 +58,8 @@ def wear(service: Any) -> None:
         ServeContract,
         bentoml_spec=lambda: service.openapi_spec.asdict(),
         api_routes=set(API_ROUTES),
-        more=openai_contract,
+        more=lambda: openai_contract(OPENAI.vocabulary()),
+        final=lambda: OPENAI.vocabulary() is not None,  # the token ids' bound is known
     )
     service.add_asgi_middleware(OpenAIRoutes, served=OPENAI)
     service.add_asgi_middleware(

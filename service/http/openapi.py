@@ -179,17 +179,22 @@ class ServeContract:
         bentoml_spec: Callable[[], dict],
         api_routes: set[str],
         more: Callable[[], tuple[dict, dict]] | None = None,
+        final: Callable[[], bool] = lambda: True,
     ) -> None:
         self.app = app
         self.bentoml_spec = bentoml_spec
         self.api_routes = api_routes
         self.more = more
+        self.final = final  # whether the document is complete and may be kept (the model is loaded)
         self.body: bytes | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/docs.json" and scope["method"] in ("GET", "HEAD"):
-            if self.body is None:
-                self.body = json.dumps(contract(self.bentoml_spec(), self.api_routes, self.more)).encode()
-            await send_json(send, 200, self.body)
+            body = self.body
+            if body is None:
+                body = json.dumps(contract(self.bentoml_spec(), self.api_routes, self.more)).encode()
+                if self.final():
+                    self.body = body
+            await send_json(send, 200, body)
             return
         await self.app(scope, receive, send)

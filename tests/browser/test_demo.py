@@ -72,6 +72,7 @@ def test_typing_completes_a_word_and_tab_accepts_it(browser, server: Server) -> 
     box.send_keys("the game was rel")
     wait.until(lambda _: suggestions() and all(word.startswith("rel") for word in suggestions()))
     assert status().startswith('completing "rel"'), status()
+    assert not browser.find_element(By.ID, "key-form").is_displayed()  # no key set: the page never asks
     first = suggestions()[0]
 
     box.send_keys(Keys.TAB)
@@ -198,3 +199,41 @@ def test_taking_a_suggestion_joins_it_as_a_person_writes_it(
         word,
     )
     assert value == expected
+
+
+KEY = "nw-page-test-9c2e"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_model_tag: str) -> Iterator[Server]:
+    with Server(env={"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_API_KEY": KEY}) as server:
+        yield server
+
+
+def test_with_a_key_set_the_page_asks_for_it_once_and_then_works(browser, keyed_server: Server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 15)
+    browser.get(f"{keyed_server.url}/demo")
+    key_form = browser.find_element(By.ID, "key-form")
+    wait.until(lambda _: key_form.is_displayed())  # the first suggestion request got a 401
+    assert "API key" in page_state(browser)[1]
+
+    key_input = browser.find_element(By.ID, "api-key")
+    key_input.send_keys("not-the-key")
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    wait.until(lambda _: key_form.is_displayed() and "not valid" in page_state(browser)[1])  # asked again
+
+    key_input.send_keys(KEY)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    box = browser.find_element(By.ID, "typing")
+    box.send_keys("the game was rel")
+    wait.until(lambda _: page_state(browser)[1].startswith('completing "rel"') and page_state(browser)[0])
+    assert not key_form.is_displayed()
+    assert browser.execute_script("return sessionStorage.getItem('nextword-api-key')") == KEY  # this tab only
+
+    browser.find_element(By.CSS_SELECTOR, "#generate-form button").click()  # the second box sends it too
+    continuation = browser.find_element(By.ID, "continuation")
+    wait.until(lambda _: continuation.find_elements(By.CSS_SELECTOR, ".generated"))
+    browser.execute_script("sessionStorage.clear()")

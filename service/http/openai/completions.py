@@ -132,8 +132,6 @@ class CompletionPlan:
             )
             raise CompletionError(400, message, "n", "too_many_choices")
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
-        if max_tokens == 0 and not request.echo:
-            raise CompletionError(400, "max_tokens may be 0 only with echo", "max_tokens", "invalid_value")
         vocabulary = len(served.predictor.vocab)
         for prompt in prompts:
             if isinstance(prompt, list) and max(prompt) >= vocabulary:

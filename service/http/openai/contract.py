@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from service.http.openai.schemas import CompletionRequest, DetokenizeRequest, TokenizeRequest
+from service.http.openai.schemas import TOKEN_ID_MARK, CompletionRequest, DetokenizeRequest, TokenizeRequest
 from service.http.openapi import SSE_EVENT, error_response, to_openapi_30
 
 REF = "#/components/schemas/{model}"
@@ -99,11 +99,12 @@ MODEL = {
 }
 
 
-def openai_contract() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The paths and the component schemas of the /v1 and tokenizer routes."""
+def openai_contract(vocabulary: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The paths and the component schemas of the /v1 and tokenizer routes; token ids below
+    ``vocabulary``, the served model's, once it is known."""
     schemas: dict[str, Any] = {"OpenAIError": OPENAI_ERROR, "Completion": COMPLETION, "Model": MODEL}
     for model in (CompletionRequest, TokenizeRequest, DetokenizeRequest):
-        schemas.update(component(model))
+        schemas.update(bound_token_ids(component(model), vocabulary))
     paths = {
         "/v1/completions": {
             "post": operation(
@@ -134,6 +135,16 @@ def openai_contract() -> tuple[dict[str, Any], dict[str, Any]]:
                 },
             }
         },
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "The served model, by its tag or name.",
+                "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": ok({"$ref": "#/components/schemas/Model"}),
+                    **openai_errors(("401", "404", "500", "503")),
+                },
+            }
+        },
         "/tokenize": {
             "post": operation(
                 "Text to token ids, as the model reads it (vLLM's route, for lm-evaluation-harness).",
@@ -158,6 +169,18 @@ def openai_contract() -> tuple[dict[str, Any], dict[str, Any]]:
         },
     }
     return paths, schemas
+
+
+def bound_token_ids(schema: Any, vocabulary: int | None) -> Any:
+    """``schema`` with each token id (marked in ``service.http.openai.schemas``) below ``vocabulary``."""
+    if isinstance(schema, list):
+        return [bound_token_ids(item, vocabulary) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: bound_token_ids(value, vocabulary) for key, value in schema.items() if key != TOKEN_ID_MARK}
+    if schema.get(TOKEN_ID_MARK) and vocabulary is not None:
+        out["maximum"] = vocabulary - 1
+    return out
 
 
 def component(model: type[BaseModel]) -> dict[str, Any]:

@@ -51,6 +51,10 @@ class ServedSlot:
     def serve(self, served: Served) -> None:
         self.served = served
 
+    def vocabulary(self) -> int | None:
+        """The served model's vocabulary size; None until it is served."""
+        return None if self.served is None else len(self.served.predictor.vocab)
+
 
 class OpenAIRoutes:
     """ASGI middleware: the /v1 and tokenizer routes answered here; every other request passed on."""

@@ -20,9 +20,11 @@ from service.settings import SETTINGS
 MAX_LOGPROBS = 5  # OpenAI's own bound on the alternatives per token
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default
 
+TOKEN_ID_MARK = "x-token-id"  # the published contract bounds these by the served model's vocabulary
 Text = Annotated[str, Field(max_length=SETTINGS.max_text_chars), AfterValidator(check_token_count)]
+TokenId = Annotated[int, Field(ge=0, json_schema_extra={TOKEN_ID_MARK: True})]
 TokenIds = Annotated[
-    list[Annotated[int, Field(ge=0)]],
+    list[TokenId],
     Field(min_length=1, max_length=SETTINGS.max_text_tokens),
 ]
 Prompt = (
@@ -61,7 +63,7 @@ class CompletionRequest(BaseModel):
         default=DEFAULT_MAX_TOKENS,
         ge=0,
         le=SETTINGS.max_new_tokens,
-        description="Most tokens to generate for each choice; 0 only with echo (scoring the prompt).",
+        description="Most tokens to generate for each choice; 0 with echo scores the prompt alone.",
         examples=[16],
     )
     temperature: float | None = Field(
@@ -103,11 +105,24 @@ class CompletionRequest(BaseModel):
         examples=[1],
     )
     user: str | None = Field(default=None, max_length=256, description="Accepted and not used.")
-    best_of: int | None = Field(default=None, description="Only 1: nextword does not rank candidates.")
-    suffix: str | None = Field(default=None, description="Not supported: only null.")
-    logit_bias: dict[str, int] | None = Field(default=None, description="Not supported: only null or {}.")
-    frequency_penalty: float | None = Field(default=None, description="Not supported: only null or 0.")
-    presence_penalty: float | None = Field(default=None, description="Not supported: only null or 0.")
+    # Fields nextword cannot honour: their one accepted value is in the schema; any other is a 400 naming them.
+    best_of: int | None = Field(
+        default=None,
+        description="Only 1: nextword does not rank candidates.",
+        json_schema_extra={"minimum": 1, "maximum": 1},
+    )
+    suffix: str | None = Field(
+        default=None, description="Not supported: only null or empty.", json_schema_extra={"maxLength": 0}
+    )
+    logit_bias: dict[str, int] | None = Field(
+        default=None, description="Not supported: only null or {}.", json_schema_extra={"maxProperties": 0}
+    )
+    frequency_penalty: float | None = Field(
+        default=None, description="Not supported: only null or 0.", json_schema_extra={"minimum": 0, "maximum": 0}
+    )
+    presence_penalty: float | None = Field(
+        default=None, description="Not supported: only null or 0.", json_schema_extra={"minimum": 0, "maximum": 0}
+    )
 
     @field_validator("best_of")
     @classmethod
@@ -168,7 +183,7 @@ class DetokenizeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    tokens: list[Annotated[int, Field(ge=0)]] = Field(
+    tokens: list[TokenId] = Field(
         max_length=SETTINGS.max_text_tokens, description="Token ids, as /tokenize answers them.", examples=[[5, 9]]
     )
     model: str | None = Field(default=None, max_length=256, description="Accepted and not used.")

@@ -121,3 +121,30 @@ def test_the_direct_route_only_without_tracing_or_adaptive_batching() -> None:
     assert not Settings.from_env({"NEXTWORD_DIRECT_ROUTE": "off"}).direct_route
     assert not Settings.from_env({"NEXTWORD_TRACING_SAMPLE_RATE": "0.1"}).direct_route
     assert not Settings.from_env({"NEXTWORD_BATCHING": "adaptive"}).direct_route
+
+
+def test_the_api_key_comes_from_the_variable_or_a_file_and_is_never_shown(tmp_path) -> None:
+    assert Settings.from_env({}).api_key is None
+    assert Settings.from_env({"NEXTWORD_API_KEY": " k3y \n"}).api_key == "k3y"
+    secret = tmp_path / "key"
+    secret.write_text("from-a-secret\n")
+    settings = Settings.from_env({"NEXTWORD_API_KEY_FILE": str(secret)})
+    assert settings.api_key == "from-a-secret" and "from-a-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NEXTWORD_API_KEY": "a", "NEXTWORD_API_KEY_FILE": "/k"}, "NEXTWORD_API_KEY_FILE must be unset"),
+        ({"NEXTWORD_API_KEY_FILE": "/nonexistent/key"}, "NEXTWORD_API_KEY_FILE must name a readable file"),
+        ({"NEXTWORD_API_KEY_FILE": "EMPTY"}, "NEXTWORD_API_KEY_FILE must name a file holding a key"),
+        ({"NEXTWORD_API_KEY": "söme key"}, "NEXTWORD_API_KEY must be printable ASCII"),
+    ],
+)
+def test_a_bad_api_key_setting_is_named_without_showing_the_key(tmp_path, env: dict, message: str) -> None:
+    if env.get("NEXTWORD_API_KEY_FILE") == "EMPTY":
+        (tmp_path / "empty").write_text(" \n")
+        env = {"NEXTWORD_API_KEY_FILE": str(tmp_path / "empty")}
+    with pytest.raises(ValueError, match=message) as refused:
+        Settings.from_env(env)
+    assert "söme" not in str(refused.value)
