@@ -338,10 +338,10 @@ class Predictor:
         ids = torch.tensor([chosen[i] for i in asking], dtype=torch.long, device=self.device)
         picked = logp.gather(1, ids.unsqueeze(1))[:, 0].tolist()
         most = max(batch.rows[i].input.logprobs or 0 for i in asking)
+        # The end of the text gets an entry too (it ends the row without a token): a scoring client
+        # counts one entry per step it asked for.
         for j, pairs in enumerate(self._likeliest(logp, most)):
             row = batch.rows[asking[j]]
-            if chosen[asking[j]] == self.vocab.end_id:  # the row ends here: no token, no entry
-                continue
             row.logprobs.append(TokenLogprob(chosen[asking[j]], picked[j], pairs[: row.input.logprobs or 0]))
 
     def generate(self, inputs: list[GenerationRequest]) -> list[Generation]:

@@ -97,4 +97,5 @@ class Generation:
     unknown: int  # prompt tokens outside the vocabulary
     ids: tuple[int, ...] = ()  # the generated tokens' ids
     stop_tokens: int = 0  # how many of the last tokens are the stop sequence that ended it
-    logprobs: tuple[TokenLogprob, ...] | None = None  # one per generated token, when the request asked
+    # One per generated token when the request asked, and one more for the end of the text (EOS).
+    logprobs: tuple[TokenLogprob, ...] | None = None

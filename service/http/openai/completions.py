@@ -12,7 +12,10 @@ choice's ``tokens`` join into its ``text`` (OpenAI's convention), and
 ``text_offset`` says where each starts. A text prompt is read after the
 line break that starts every text, so its first token has a
 log-probability (that of starting a text with it); a prompt of ids is run
-as given, and its first id, which nothing precedes, has null.
+as given, and its first id, which nothing precedes, has null. A choice
+the model ends (its end of text, finish_reason ``stop``) has one more
+entry, an empty token with that end's log-probability: a scoring client
+(lm-evaluation-harness) counts one entry per step it asked for.
 
 Usage::
 
@@ -215,6 +218,8 @@ class CompletionPlan:
                     if logprobs is not None and generation.logprobs is not None:
                         logprobs.add(piece, len(text), generation.logprobs[position], keys, self.words)
                     text += piece
+                if logprobs is not None and generation.logprobs and generation.finish_reason is FinishReason.EOS:
+                    logprobs.add("", len(text), generation.logprobs[-1], joiner, self.words)  # the end: no text
                 finish_reason = "length" if generation.finish_reason is FinishReason.LENGTH else "stop"
             choices.append(
                 {
@@ -336,6 +341,10 @@ class StreamedChoice:
         release, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep :]
         for token_id, position in release:
             out.append(self.token_chunk(row, token_id, position))
+        if token is None and self.plan.request.logprobs is not None and len(row.logprobs) > self.delivered:
+            logprobs = LogprobLists()  # the end of the text: an entry, no text
+            logprobs.add("", self.length, row.logprobs[self.delivered], copy.copy(self.joiner), self.plan.words)
+            out.append(self.chunk("", logprobs))
         if ended and not self.ended:
             out.append(self.last_chunk("length" if finish_reason is FinishReason.LENGTH else "stop"))
         return out

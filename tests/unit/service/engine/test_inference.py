@@ -11,7 +11,7 @@ from models.bundle import load_bundle
 from models.tokenizer import Tokenizer, TokenizerSettings
 from service.engine.inference import Predictor
 from service.engine.state_cache import StateCache
-from service.engine.types import GenerationRequest, NextWordQuery
+from service.engine.types import FinishReason, GenerationRequest, NextWordQuery
 from training.fresh_texts import evaluate_fresh_texts
 
 
@@ -77,8 +77,10 @@ def test_a_generated_tokens_logprobs_are_the_scores_of_the_text_it_makes(tiny_mo
     request = GenerationRequest("He was born in", max_new_tokens=8, temperature=0.9, seed=5, logprobs=2)
     (generation,) = predictor.generate([request])
     prompt = predictor.encode(request.prompt).ids
-    assert generation.logprobs is not None and len(generation.logprobs) == len(generation.ids)
-    (scored,) = predictor.score([prompt + list(generation.ids)], top=2)
+    ended = generation.finish_reason is FinishReason.EOS  # the end of the text has an entry too
+    assert generation.logprobs is not None and len(generation.logprobs) == len(generation.ids) + ended
+    end = [predictor.vocab.end_id] if ended else []
+    (scored,) = predictor.score([prompt + list(generation.ids) + end], top=2)
     for made, entry in zip(generation.logprobs, scored[len(prompt) :], strict=True):
         assert made.id == entry.id
         assert made.logprob == pytest.approx(entry.logprob, abs=1e-4)
