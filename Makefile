@@ -23,7 +23,7 @@ CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --wei
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost test test-unit fuzz bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost eval-harness test test-unit fuzz bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -74,6 +74,18 @@ bench-peers: model ## The service against LitServe and plain FastAPI on the same
 
 bench-words: install ## Word-level top-1/top-5 of /predict_next, the word model against the character model
 	$(BIN)/python -m bench.next_word_accuracy $(MODEL) $(MODEL_NAME)-char:latest
+
+EVAL_VENV   := .venv-eval
+EVAL_STAMP  := $(EVAL_VENV)/.installed
+LM_EVAL     := lm-eval[api]==0.4.13
+
+$(EVAL_STAMP):
+	test -x $(EVAL_VENV)/bin/python || $(PYTHON) -m venv $(EVAL_VENV)
+	$(EVAL_VENV)/bin/pip install --quiet --disable-pip-version-check '$(LM_EVAL)'
+	touch $@
+
+eval-harness: model $(EVAL_STAMP) ## lm-evaluation-harness scores the test split through /v1/completions; checks it against our own figure
+	$(BIN)/python -m bench.eval_harness --model $(MODEL) --lm-eval $(EVAL_VENV)/bin/lm-eval
 
 bench-cost: install ## Serving cost per query of MODEL against BASELINE=<tag>, in process, interleaved (batch 1 and 128)
 	$(BIN)/python -m bench.model_cost $(BASELINE) $(MODEL)
