@@ -60,6 +60,7 @@ def wear(service: Any) -> None:
         api_routes=set(API_ROUTES),
         more=lambda: openai_contract(OPENAI.vocabulary()),
         final=lambda: OPENAI.vocabulary() is not None,  # the token ids' bound is known
+        secured=SETTINGS.api_key is not None,
     )
     service.add_asgi_middleware(OpenAIRoutes, served=OPENAI)
     service.add_asgi_middleware(

@@ -81,6 +81,8 @@ SSE_EVENT = {
     },
 }
 STREAMING_ROUTES = {"/generate_stream"}
+BEARER = "apiKey"
+BEARER_NOTE = "The key the server was started with (NEXTWORD_API_KEY or NEXTWORD_API_KEY_FILE)."
 ERRORS = {
     "400": "Invalid input: detail[].loc names each field at fault.",
     "401": "An API key is set (NEXTWORD_API_KEY) and the request's is missing or wrong.",
@@ -121,9 +123,15 @@ def to_openapi_30(schema: Any) -> Any:
     return out
 
 
-def contract(bentoml_spec: dict, api_routes: set[str], more: Callable[[], tuple[dict, dict]] | None = None) -> dict:
+def contract(
+    bentoml_spec: dict,
+    api_routes: set[str],
+    more: Callable[[], tuple[dict, dict]] | None = None,
+    secured: bool = False,
+) -> dict:
     """BentoML's document, made valid OpenAPI 3.0.3 and true to what the server answers;
-    ``more`` gives the paths and schemas of the routes BentoML does not know (``service.http.openai``)."""
+    ``more`` gives the paths and schemas of the routes BentoML does not know (``service.http.openai``);
+    ``secured`` (an API key is set) puts the bearer scheme on every API route, so that the UI on / can send it."""
     spec = copy.deepcopy(bentoml_spec)
     spec["openapi"] = OPENAPI_VERSION
     components = spec.setdefault("components", {})
@@ -148,10 +156,17 @@ def contract(bentoml_spec: dict, api_routes: set[str], more: Callable[[], tuple[
                     responses[status] = error_response(status, description)
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # BentoML's, replaced by Error
         components["schemas"].pop(name, None)
+    guarded = set(api_routes)
     if more is not None:
         paths, schemas = more()
         spec.setdefault("paths", {}).update(paths)
         components["schemas"].update(schemas)
+        guarded |= set(paths)
+    if secured:
+        components["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer", "description": BEARER_NOTE}}
+        for path in guarded:
+            for operation in spec["paths"].get(path, {}).values():
+                operation["security"] = [{BEARER: []}]
     return spec
 
 
@@ -180,19 +195,21 @@ class ServeContract:
         api_routes: set[str],
         more: Callable[[], tuple[dict, dict]] | None = None,
         final: Callable[[], bool] = lambda: True,
+        secured: bool = False,
     ) -> None:
         self.app = app
         self.bentoml_spec = bentoml_spec
         self.api_routes = api_routes
         self.more = more
         self.final = final  # whether the document is complete and may be kept (the model is loaded)
+        self.secured = secured
         self.body: bytes | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/docs.json" and scope["method"] in ("GET", "HEAD"):
             body = self.body
             if body is None:
-                body = json.dumps(contract(self.bentoml_spec(), self.api_routes, self.more)).encode()
+                body = json.dumps(contract(self.bentoml_spec(), self.api_routes, self.more, self.secured)).encode()
                 if self.final():
                     self.body = body
             await send_json(send, 200, body)

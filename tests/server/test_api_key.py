@@ -9,6 +9,7 @@ session's, which every other test uses unchanged.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import bentoml
 import httpx
 import openai
 import pytest
+from openapi_spec_validator import validate as validate_spec
 
 from bench.launcher import Server
 from tests.http_calls import metric
@@ -144,3 +146,16 @@ def test_over_the_admission_bound_the_openai_client_raises_rate_limit(http: http
     with openai.OpenAI(base_url=f"{keyed.url}/v1", api_key=KEY, max_retries=0) as client:
         answer = client.completions.create(model="nextword-test", prompt="the", n=2, max_tokens=4)
         assert len(answer.choices) == 2
+
+
+def test_the_contract_puts_the_bearer_scheme_on_every_api_route(http: httpx.Client) -> None:
+    spec = http.get("/docs.json").json()
+    validate_spec(spec)
+    assert spec["components"]["securitySchemes"]["apiKey"] == spec["components"]["securitySchemes"]["apiKey"] | {
+        "type": "http",
+        "scheme": "bearer",
+    }
+    for method, path, _ in API_CALLS:
+        template = "/v1/models/{model}" if path.startswith("/v1/models/") else path
+        assert spec["paths"][template][method.lower()]["security"] == [{"apiKey": []}], path
+    assert "security" not in json.dumps(spec["paths"].get("/livez", {}))

@@ -263,3 +263,4 @@ def test_the_published_contract_holds_the_new_routes_and_the_vocabulary_bound(ht
     ids = schemas["CompletionRequest"]["properties"]["prompt"]["anyOf"][2]["items"]
     assert ids["maximum"] == vocabulary - 1 and "x-token-id" not in json.dumps(spec)
     assert schemas["CompletionRequest"]["properties"]["best_of"]["maximum"] == 1  # what cannot be honoured, said
+    assert "securitySchemes" not in spec["components"]  # no key set: no route asks for one
