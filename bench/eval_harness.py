@@ -99,58 +99,45 @@ def our_last_words(tag: str, pairs: list[tuple[str, str]]) -> float:
 
 
 def write_tasks(folder: Path, docs: list[str], pairs: list[tuple[str, str]]) -> None:
-    data = folder / "texts.jsonl"
-    data.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in docs), encoding="utf-8")
+    """Both tasks' data (JSON lines) and configs (JSON, which YAML reads as it is)."""
+    texts = folder / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in docs), encoding="utf-8")
     questions = folder / "last_words.jsonl"
     lines = (json.dumps({"context": context, "word": word}) + "\n" for context, word in pairs)
     questions.write_text("".join(lines), encoding="utf-8")
-    (folder / f"{LAST_WORD_TASK}.yaml").write_text(
-        f"""task: {LAST_WORD_TASK}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {questions}
-test_split: test
-output_type: loglikelihood
-doc_to_text: "{{{{context}}}}"
-doc_to_target: "{{{{word}}}}"
-metric_list:
-  - metric: perplexity
-    aggregation: perplexity
-    higher_is_better: false
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-""",
-        encoding="utf-8",
+    lower = {"higher_is_better": False}
+    write_task(
+        folder / f"{TASK}.yaml",
+        texts,
+        {"output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{text}}"},
+        {
+            "word_perplexity": lower | {"aggregation": "weighted_perplexity"},
+            "byte_perplexity": lower | {"aggregation": "weighted_perplexity"},
+            "bits_per_byte": lower | {"aggregation": "bits_per_byte"},
+        },
     )
-    (folder / f"{TASK}.yaml").write_text(
-        f"""task: {TASK}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: "{{{{text}}}}"
-metric_list:
-  - metric: word_perplexity
-    aggregation: weighted_perplexity
-    higher_is_better: false
-  - metric: byte_perplexity
-    aggregation: weighted_perplexity
-    higher_is_better: false
-  - metric: bits_per_byte
-    aggregation: bits_per_byte
-    higher_is_better: false
-metadata:
-  version: 1.0
-""",
-        encoding="utf-8",
+    write_task(
+        folder / f"{LAST_WORD_TASK}.yaml",
+        questions,
+        {"output_type": "loglikelihood", "doc_to_text": "{{context}}", "doc_to_target": "{{word}}"},
+        {
+            "perplexity": lower | {"aggregation": "perplexity"},
+            "acc": {"aggregation": "mean", "higher_is_better": True},
+        },
     )
+
+
+def write_task(path: Path, data: Path, reading: dict[str, str], metrics: dict[str, dict]) -> None:
+    config = {
+        "task": path.stem,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test",
+        **reading,
+        "metric_list": [{"metric": name} | how for name, how in metrics.items()],
+        "metadata": {"version": 1.0},
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def theirs(lm_eval: str, url: str, tag: str, key: str, folder: Path, batch_size: int) -> tuple[dict, float]:
