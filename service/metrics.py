@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from service.engine.inference import TokenTally
     from service.engine.state_cache import StateCache
 
 BATCH_SIZE = Histogram(
@@ -26,9 +27,16 @@ INFERENCE_SECONDS = Histogram(
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+PREFIX_TOKENS = Counter(
+    "nextword_prefix_tokens_total",
+    "Prompt and prefix tokens read (a text's leading line break included): run through the model or "
+    "served from the state cache.",
+    ["endpoint"],
+)
 TOKENS_PROCESSED = Counter(
     "nextword_tokens_processed_total",
-    "Prompt and prefix tokens fed to the model.",
+    "Prompt and prefix tokens run through the model: those of nextword_prefix_tokens_total not served "
+    "from the state cache.",
     ["endpoint"],
 )
 TOKENS_GENERATED = Counter(
@@ -101,3 +109,9 @@ def record_cache(cache: StateCache | None) -> None:
     STATE_CACHE_MISSES.inc(stats.misses)
     STATE_CACHE_TOKENS_SAVED.inc(stats.tokens_saved)
     STATE_CACHE_BYTES.set(cache.bytes)
+
+
+def record_tokens(endpoint: str, tally: TokenTally) -> None:
+    """Prompt and prefix tokens read and run, from ``Predictor.take_tally()`` after a batch or step."""
+    PREFIX_TOKENS.labels(endpoint).inc(tally.read)
+    TOKENS_PROCESSED.labels(endpoint).inc(tally.run)

@@ -211,9 +211,9 @@ class NextWord:
         answers = self.predictor.predict_next(queries)
         metrics.INFERENCE_SECONDS.labels("predict_next").observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels("predict_next").observe(len(queries))
-        metrics.TOKENS_PROCESSED.labels("predict_next").inc(sum(answer["tokens"] for answer in answers))
         metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(answer["unknown"] for answer in answers))
         metrics.record_cache(self.predictor.cache)
+        metrics.record_tokens("predict_next", self.predictor.take_tally())
         # One pydantic-core call for the batch, here on the model thread rather than the busy event loop.
         return NEXT_WORD_OUTPUTS.validate_python(answers)
 

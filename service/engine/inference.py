@@ -59,6 +59,18 @@ SCORED_POSITIONS_AT_ONCE = 1024
 
 
 @dataclass
+class TokenTally:
+    """Prompt and prefix tokens since the last ``Predictor.take_tally()``: read, and run through the model.
+
+    ``read - run`` were served from the state cache. Ids count as the model
+    reads them, each text's leading line break included.
+    """
+
+    read: int = 0
+    run: int = 0
+
+
+@dataclass
 class Encoded:
     """A text as ids, with the line break ``<eos>`` first."""
 
@@ -124,6 +136,7 @@ class Predictor:
         self.tokenizer = bundle.tokenizer
         self.device = device
         self.cache = cache
+        self.tally = TokenTally()
         self.banned_ids = frozenset(self.vocab.special_ids)  # never offered to clients as words
         # Never offered as a token's alternatives: no text is spelled by them (a line break is).
         self.textless_ids = frozenset(i for i in (self.vocab.unk_id, self.vocab.end_id) if i is not None)
@@ -302,6 +315,9 @@ class Predictor:
         """
         out: list[list[TokenLogprob | None]] = [[None] for _ in rows]
         width = max(len(ids) for ids in rows)
+        positions = sum(len(ids) - 1 for ids in rows)  # each id but the last is run; no cache here
+        self.tally.read += positions
+        self.tally.run += positions
         pad = self.vocab.unk_id  # any id: padding comes after every real position
         tokens = torch.tensor([ids + [pad] * (width - len(ids)) for ids in rows], dtype=torch.long)
         tokens = tokens.reshape(len(rows), width).to(self.device)
@@ -377,6 +393,8 @@ class Predictor:
             rest = [ids[prefix.length :] for ids, prefix in zip(rows, found, strict=True)]
             state, hidden = self.cache.load([prefix.slot for prefix in found])
         lengths = [len(r) for r in rest]
+        self.tally.read += sum(len(ids) for ids in rows)
+        self.tally.run += sum(lengths)
         width = max(lengths)
         pad = self.vocab.unk_id  # any id: nothing reads the padded positions
         tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rest], dtype=torch.long).reshape(len(rows), width)
@@ -389,6 +407,12 @@ class Predictor:
             self.generate([GenerationRequest("the", max_new_tokens=2, seed=0)])
             if self.cache is not None:
                 self.cache.clear()
+        self.take_tally()  # the warm-up's tokens are no client's
+
+    def take_tally(self) -> TokenTally:
+        """The prompt and prefix tokens read and run since the last call; the service turns them into metrics."""
+        tally, self.tally = self.tally, TokenTally()
+        return tally
 
 
 def load_predictor(

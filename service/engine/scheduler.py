@@ -54,7 +54,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from service import metrics
-from service.engine.inference import DecodeBatch, Predictor, Row
+from service.engine.inference import DecodeBatch, Predictor, Row, TokenTally
 from service.engine.job import Job, Overloaded, Shed
 from service.engine.shedding import SHED_EVERY_S, Late, late_rows
 from service.engine.types import BatchingPolicy, Generation, GenerationRequest, TokenLogprob
@@ -116,6 +116,7 @@ class StepReport:
     running: int = 0  # rows running after it
     queued: int = 0  # rows waiting after it
     seconds: float = 0.0  # on the model thread
+    tally: TokenTally = field(default_factory=TokenTally)  # prompt tokens read and run in this step
     last: bool = False  # no work was left: the engine went idle after this step
 
 
@@ -217,8 +218,8 @@ class Scheduler:
         for row in report.left:
             self._leave(row)
             metrics.GENERATE_CANCELLED.inc()
+        metrics.record_tokens("generate", report.tally)
         if report.joined:
-            metrics.TOKENS_PROCESSED.labels("generate").inc(sum(row.prompt.tokens for row in report.joined))
             metrics.UNKNOWN_TOKENS.labels("generate").inc(sum(row.prompt.unknown for row in report.joined))
         if report.rows:
             metrics.BATCH_SIZE.labels("generate").observe(report.rows)
@@ -305,6 +306,7 @@ class Scheduler:
             if not self.batch.rows:
                 self.batch = None
         metrics.record_cache(self.predictor.cache)
+        report.tally = self.predictor.take_tally()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -343,7 +345,9 @@ class Scheduler:
 
     def _score(self, rows: list[list[int]], top: int) -> list[list[TokenLogprob | None]]:
         self.threads_for(self.config.max_rows)  # a prompt's positions are scored as one large batch
-        return self.predictor.score(rows, top)
+        scored = self.predictor.score(rows, top)
+        metrics.record_tokens("score", self.predictor.take_tally())
+        return scored
 
     def calibrate(self, seconds: float = 0.3) -> None:
         """Measure tokens/s with every slot taken; call it once on the model thread, before serving."""
@@ -364,3 +368,4 @@ class Scheduler:
         self.rate = self.steady_rate = self.config.max_rows * steps / timed
         if self.predictor.cache is not None:
             self.predictor.cache.clear()
+        self.predictor.take_tally()  # the probe's tokens are no client's

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 FLOAT32 = {"NEXTWORD_PRECISION": "float32", "NEXTWORD_DEVICE": "cpu", "NEXTWORD_MAX_NEW_TOKENS": "100000"}
 LONG = {"prompt": "The game was", "max_new_tokens": 4000, "temperature": 0}
 ENDLESS = LONG | {"max_new_tokens": 100_000}  # runs until its client leaves, as far as any test goes
+PREFIX_COUNTS = ("nextword_prefix_tokens_total", "nextword_tokens_processed_total")  # read, and run
 HANG_GUARD_S = 60.0  # a condition not reached by then means the server is stuck
 SEEDED = {"prompt": "He was born in", "max_new_tokens": 30, "temperature": 1.1, "top_p": 0.95, "seed": 42}
 
@@ -231,17 +232,24 @@ TYPED = "The game was released in North America on the same day as the"
 def test_cache_on_and_off_give_identical_answers_alone(engine: httpx.Client, cold: httpx.Client) -> None:
     """One input per request (the typing case): float32 answers are equal bit for bit."""
     words = TYPED.split()
-    hits, saved = (
-        metric(engine, "nextword_state_cache_hits_total"),
-        metric(engine, "nextword_state_cache_tokens_saved_total"),
-    )
+    counts = ("hits_total", "tokens_saved_total")
+    hits, saved = (metric(engine, f"nextword_state_cache_{name}") for name in counts)
+    read, run = (metric(engine, name, '{endpoint="predict_next"}') for name in PREFIX_COUNTS)
+    cold_read, cold_run = (metric(cold, name, '{endpoint="predict_next"}') for name in PREFIX_COUNTS)
     for n in range(1, len(words) + 1):
         item = {"text": " ".join(words[:n]), "top_k": 10}
         assert predict(engine, item) == predict(cold, item), item["text"]
     assert metric(engine, "nextword_state_cache_hits_total") >= hits + len(words) - 1
     # Each prefix resumed from the one before it: all but its last word were saved.
-    assert metric(engine, "nextword_state_cache_tokens_saved_total") - saved >= sum(range(1, len(words)))
+    newly_saved = metric(engine, "nextword_state_cache_tokens_saved_total") - saved
+    assert newly_saved >= sum(range(1, len(words)))
     assert metric(cold, "nextword_state_cache_hits_total") == 0
+    # The token counts tell the two apart: both read every prefix; the cold one ran all it read.
+    typed = sum(n + 1 for n in range(1, len(words) + 1))  # each prefix's words and its leading line break
+    engine_read, engine_run = (metric(engine, name, '{endpoint="predict_next"}') for name in PREFIX_COUNTS)
+    assert engine_read - read == typed and engine_run - run == typed - newly_saved
+    cold_counts = [metric(cold, name, '{endpoint="predict_next"}') for name in PREFIX_COUNTS]
+    assert cold_counts == [cold_read + typed, cold_run + typed]
 
 
 def test_cache_hits_misses_and_partial_hits_batched_together(engine: httpx.Client, cold: httpx.Client) -> None:

@@ -160,6 +160,7 @@ def test_metrics_exposes_nextword_metrics(client: httpx.Client) -> None:
     for name in (
         "nextword_batch_size_bucket",
         "nextword_inference_seconds_bucket",
+        "nextword_prefix_tokens_total",
         "nextword_tokens_processed_total",
         "nextword_tokens_generated_total",
         "nextword_unknown_tokens_total",

@@ -33,13 +33,16 @@ def test_two_workers_both_serve_and_their_metrics_add_up(tiny_model_tag: str) ->
         assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
         page = client.get("/demo/")
         assert page.status_code == 200 and "<textarea" in page.text
-        tokens_before = metric(client, "nextword_tokens_processed_total", '{endpoint="predict_next"}')
+        read_before = metric(client, "nextword_prefix_tokens_total", '{endpoint="predict_next"}')
+        run_before = metric(client, "nextword_tokens_processed_total", '{endpoint="predict_next"}')
         answers = [one_request(server.url) for _ in range(REQUESTS)]  # one at a time: one miss per worker
         assert all(answer == answers[0] for answer in answers)  # the same model in both workers
-        tokens = metric(client, "nextword_tokens_processed_total", '{endpoint="predict_next"}') - tokens_before
-        assert tokens == REQUESTS * answers[0]["tokens"]  # every worker's count is in the sum
+        read = metric(client, "nextword_prefix_tokens_total", '{endpoint="predict_next"}') - read_before
+        run = metric(client, "nextword_tokens_processed_total", '{endpoint="predict_next"}') - run_before
+        assert read == REQUESTS * (answers[0]["tokens"] + 1)  # every worker's count is in the sum; + line break
         misses = metric(client, "nextword_state_cache_misses_total")
         hits = metric(client, "nextword_state_cache_hits_total")
         assert misses == 2, "one worker served every request"  # one miss per worker, then hits
         assert hits + misses == REQUESTS
+        assert run == read - metric(client, "nextword_state_cache_tokens_saved_total")  # the rest came cached
         assert server.output(limit=None).count("Service nextword initialized") == 2

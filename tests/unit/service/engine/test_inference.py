@@ -41,6 +41,9 @@ def test_answers_from_cached_states_equal_cold_ones_as_a_person_types(tiny_model
         for query in (NextWordQuery(text, 10), NextWordQuery(text + " ", 10), NextWordQuery(text[:-1], 5, True)):
             assert cached.predict_next([query]) == cold.predict_next([query]), query
     assert cached.cache.stats.hits >= len(words) - 1
+    read_cached, read_cold = cached.take_tally(), cold.take_tally()
+    assert read_cached.read == read_cold.read == read_cold.run  # both read the same; cold ran it all
+    assert read_cached.read - read_cached.run == cached.cache.stats.tokens_saved > 0  # the rest came cached
     request = GenerationRequest(TYPED, max_new_tokens=12, temperature=0.9, seed=3)
     assert cached.generate([request]) == cold.generate([request])
 
