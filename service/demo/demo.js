@@ -18,12 +18,23 @@ let latest = 0;                             // the newest request: older answers
 let pending = null;                         // its AbortController
 let timer = null;
 
+// One session key per tab, sent as X-Session-ID: behind a proxy that hashes it, all of a person's
+// requests reach the replica that holds their text's cached state (docs/operations.md).
+const SESSION_ITEM = "nextword-session-id";
+const session = sessionStorage.getItem(SESSION_ITEM) || newSessionId();
+sessionStorage.setItem(SESSION_ITEM, session);
+
+function newSessionId() {  // crypto.randomUUID needs a secure context; this works over plain http too
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 const KEY_ITEM = "nextword-api-key";
 const keyForm = document.getElementById("key-form");
 const keyInput = document.getElementById("api-key");
 
 async function postJSON(path, inputs, signal) {
-  const headers = { "content-type": "application/json" };
+  const headers = { "content-type": "application/json", "x-session-id": session };
   const key = sessionStorage.getItem(KEY_ITEM);
   if (key) headers.authorization = `Bearer ${key}`;
   const response = await fetch(path, { method: "POST", headers, body: JSON.stringify({ inputs }), signal });

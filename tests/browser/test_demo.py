@@ -8,6 +8,7 @@ them). Without them the test is skipped and says why, unless
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -237,3 +238,38 @@ def test_with_a_key_set_the_page_asks_for_it_once_and_then_works(browser, keyed_
     continuation = browser.find_element(By.ID, "continuation")
     wait.until(lambda _: continuation.find_elements(By.CSS_SELECTOR, ".generated"))
     browser.execute_script("sessionStorage.clear()")
+
+
+RECORD_SESSIONS = """
+window.sessions = [];
+const realFetch = window.fetch.bind(window);
+window.fetch = (path, options) => {
+  window.sessions.push(options.headers["x-session-id"]);
+  return realFetch(path, options);
+};
+"""
+
+
+def test_each_tab_sends_its_own_session_key_with_every_request(browser, server: Server) -> None:
+    """The key a proxy hashes to keep a person on the replica that caches their text (X-Session-ID)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def typed_sessions() -> list[str]:
+        browser.get(f"{server.url}/demo")
+        browser.execute_script(RECORD_SESSIONS)
+        browser.find_element(By.ID, "typing").send_keys("the game was")
+        browser.find_element(By.CSS_SELECTOR, "#generate-form button").click()
+        WebDriverWait(browser, 15).until(lambda _: len(browser.execute_script("return window.sessions")) >= 2)
+        return browser.execute_script("return window.sessions")
+
+    first = typed_sessions()
+    assert len(set(first)) == 1 and re.fullmatch(r"[0-9a-f]{32}", first[0])  # suggestions and /generate alike
+    assert set(typed_sessions()) == set(first)  # the same tab, reloaded: the same session
+    browser.switch_to.new_window("tab")
+    try:
+        other = typed_sessions()
+        assert len(set(other)) == 1 and other[0] != first[0]  # another tab: another person, or text
+    finally:
+        browser.close()
+        browser.switch_to.window(browser.window_handles[0])
