@@ -3,13 +3,16 @@ to the service: its probes, port, metrics path and settings."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from bench.launcher import REPO
+from bench.proxy import SESSION_HEADER
 from service.settings import VARIABLES, Settings
 
 MANIFESTS = REPO / "deploy" / "kubernetes"
@@ -53,3 +56,67 @@ def test_the_manifests_match_the_service() -> None:
     )
     selector = by_kind["Deployment"]["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod["metadata"]["labels"].items() and by_kind["Service"]["spec"]["selector"] == selector
+
+
+# -- Envoy Gateway: session affinity ---------------------------------------------------------------
+# The Gateway API (v1.6.1) and Envoy Gateway CRDs' schemas, from github.com/envoyproxy/gateway at
+# d32f2829 (2026-08-21, charts/gateway-crds-helm/templates/), descriptions left out: nothing can be
+# downloaded at test time. CEL rules (x-kubernetes-validations) are not checked here.
+GATEWAY = MANIFESTS / "gateway"
+CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"
+
+
+def gateway_resources() -> list[tuple[Path, dict]]:
+    files = yaml.safe_load((GATEWAY / "kustomization.yaml").read_text())["resources"]
+    return [(GATEWAY / f, doc) for f in files if f != "../" for doc in yaml.safe_load_all((GATEWAY / f).read_text())]
+
+
+def strict(schema: object) -> object:
+    """A CRD schema that refuses unknown fields, as the API server prunes them (kubernetes-validate's strict)."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+@pytest.mark.parametrize(("path", "resource"), gateway_resources(), ids=lambda v: v.name if isinstance(v, Path) else "")
+def test_every_gateway_manifest_is_valid_against_its_published_crd(path: Path, resource: dict) -> None:
+    group, version = resource["apiVersion"].split("/")
+    schema = json.loads((CRD_SCHEMAS / f"{group}_{version}_{resource['kind']}.json").read_text())
+    jsonschema.Draft7Validator(strict(schema)).validate(resource)
+
+
+def test_an_unknown_field_fails_the_crd_check() -> None:
+    """The check above can fail: a misspelled field is refused, not ignored."""
+    (_, policy), *_ = [(p, r) for p, r in gateway_resources() if r["kind"] == "BackendTrafficPolicy"]
+    schema = json.loads((CRD_SCHEMAS / "gateway.envoyproxy.io_v1alpha1_BackendTrafficPolicy.json").read_text())
+    wrong = json.loads(json.dumps(policy))
+    wrong["spec"]["loadBalancer"]["consistentHash"]["header"] = {"nmae": "X-Session-ID"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(strict(schema)).validate(wrong)
+
+
+def test_the_gateway_hashes_the_header_the_page_sends_and_routes_to_the_service() -> None:
+    by_kind = {resource["kind"]: resource for _, resource in gateway_resources()}
+    policy = by_kind["BackendTrafficPolicy"]["spec"]
+    assert policy["loadBalancer"]["type"] == "ConsistentHash"
+    (hashed,) = policy["loadBalancer"]["consistentHash"]["headers"]
+    page = (REPO / "service" / "demo" / "demo.js").read_text()
+    assert hashed["name"].lower() == SESSION_HEADER and f'"{SESSION_HEADER}": session' in page
+    assert policy["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": by_kind["HTTPRoute"]["metadata"]["name"]}
+    ]
+    route = by_kind["HTTPRoute"]["spec"]
+    assert route["parentRefs"] == [{"name": by_kind["Gateway"]["metadata"]["name"]}]
+    service = {resource["kind"]: resource for _, resource in resources()}["Service"]
+    assert route["rules"][0]["backendRefs"] == [
+        {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}
+    ]
