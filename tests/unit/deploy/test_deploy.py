@@ -120,3 +120,25 @@ def test_the_gateway_hashes_the_header_the_page_sends_and_routes_to_the_service(
     assert route["rules"][0]["backendRefs"] == [
         {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}
     ]
+
+
+# -- Autoscaling on load ---------------------------------------------------------------------------
+AUTOSCALING = MANIFESTS / "autoscaling"
+
+
+def test_the_hpa_on_load_is_valid_and_reads_the_metrics_the_adapter_serves() -> None:
+    overlay = yaml.safe_load((AUTOSCALING / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../gateway"]
+    (patch,) = [yaml.safe_load((AUTOSCALING / p["path"]).read_text()) for p in overlay["patches"]]
+    kubernetes_validate.validate(patch, KUBERNETES_VERSION, strict=True)
+    base = {resource["kind"]: resource for _, resource in resources()}
+    assert patch["metadata"]["name"] == base["HorizontalPodAutoscaler"]["metadata"]["name"]  # it patches the base's
+    assert patch["spec"]["scaleTargetRef"] == base["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    kinds = [metric["type"] for metric in patch["spec"]["metrics"]]
+    assert "Resource" in kinds and "Pods" in kinds  # load first, CPU kept as a second signal
+    adapter = yaml.safe_load((AUTOSCALING / "prometheus-adapter-values.yaml").read_text())
+    served = {rule["name"]["as"] for rule in adapter["rules"]["custom"]}
+    read = {metric["pods"]["metric"]["name"] for metric in patch["spec"]["metrics"] if metric["type"] == "Pods"}
+    assert read == served
+    scale_down = patch["spec"]["behavior"]["scaleDown"]
+    assert scale_down["stabilizationWindowSeconds"] >= 300 and scale_down["policies"][0]["value"] == 1
