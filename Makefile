@@ -61,16 +61,29 @@ fuzz: install ## Explore new schema-fuzzing cases (a fresh seed, printed; FUZZ_E
 	@seed=$${NEXTWORD_FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "fuzzing with NEXTWORD_FUZZ_SEED=$$seed"; \
 	NEXTWORD_FUZZ_SEED=$$seed NEXTWORD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/server/test_fuzz.py -q
 
-bench: model ## Benchmark in process and over HTTP, the generation engine, the peers; prints tables, writes JSON
+bench: model $(PEERS_STAMP) ## Benchmark in process and over HTTP, the generation engine, the peers; prints tables, writes JSON
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
 	$(BIN)/python -m bench.run --model $(MODEL)
 	$(BIN)/python -m bench.engine --model $(MODEL)
 	$(BIN)/python -m bench.reliability noisy --model $(MODEL)
-	$(BIN)/python -m bench.peers_run --model $(MODEL)
+	$(BIN)/python -m bench.peers_run --model $(MODEL) --peers-python $(PEERS_VENV)/bin/python
 
-bench-peers: model ## The service against LitServe and plain FastAPI on the same model, interleaved; table and plot
+# Ray Serve and Triton (PyTriton) in an environment of their own, off the test one (about 700 MB), on
+# Debian's Python: PyTriton's Triton stub fails under a pyenv Python.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_PYTHON_BASE ?= /usr/bin/python3.11
+PEERS       := ray[serve]==2.60.0 nvidia-pytriton==0.7.0
+
+$(PEERS_STAMP): requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PEERS_PYTHON_BASE) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt $(PEERS)
+	touch $@
+
+bench-peers: model $(PEERS_STAMP) ## The service against plain FastAPI, LitServe, Ray Serve and Triton on the same model, interleaved
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the benchmark"; apt-get install -y -q wrk; }
-	$(BIN)/python -m bench.peers_run --model $(MODEL)
+	$(BIN)/python -m bench.peers_run --model $(MODEL) --peers-python $(PEERS_VENV)/bin/python
 
 bench-words: install ## Word-level top-1/top-5 of /predict_next, the word model against the character model
 	$(BIN)/python -m bench.next_word_accuracy $(MODEL) $(MODEL_NAME)-char:latest

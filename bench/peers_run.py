@@ -1,14 +1,17 @@
-"""The service against its peers: the same stored model behind LitServe and a plain FastAPI app.
+"""The service against its peers: the same stored model behind a plain FastAPI app, LitServe, Ray Serve and Triton.
 
 Usage::
 
     python -m bench.peers_run --model nextword:latest [--duration 5] [--rounds 5]
 
-The three servers are measured in interleaved rounds, A B C A B C ..., one
+The servers are measured in interleaved rounds, A B C ... A B C ..., one
 server running at a time, with the same load generator (wrk, as
-``bench.run``), so a drift of this machine's speed hits each alike.
-LitServe's batching is tuned first: a short sweep over batch size and
-timeout at 64 clients, the best kept and printed. Writes
+``bench.run``), so a drift of this machine's speed hits each alike. Each
+peer's batching is tuned first: a short sweep over batch size and wait at 64
+clients, the best kept and printed. Ray Serve and Triton (PyTriton) run from
+their own environment, ``--peers-python`` (``.venv-peers``, which ``make
+bench-peers`` makes); Triton is sent its own protocol's body (KServe v2,
+``bench.peers.kserve``) with the same inputs. Writes
 ``bench/results/peers.json`` and a plot, ``bench/results/peers.png``
 (requests/s against clients, per server).
 """
@@ -19,36 +22,81 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.launcher import REPO, Server
+from bench.peers.kserve import MODEL_PATH, infer_body
 from bench.run import one_input, wrk
 
 CLIENTS = (1, 8, 32, 64)
-# (max_batch_size, batch_timeout in s): LitServe's own default is no batching (1, 0.0)
-LITSERVE_SWEEP = ((1, 0.0), (8, 0.0005), (16, 0.001), (64, 0.001), (64, 0.005), (128, 0.01))
 # nextword_bentoml_route: the service with NEXTWORD_DIRECT_ROUTE=off, to show what the direct route gains.
-SERVERS = ("nextword", "nextword_bentoml_route", "plain_fastapi", "litserve")
+SERVERS = ("nextword", "nextword_bentoml_route", "plain_fastapi", "litserve", "ray_serve", "triton")
+PEERS_PYTHON = ".venv-peers/bin/python"
 
 
-def peer(name: str, model: str, *options: str) -> Server:
-    command = [sys.executable, "-m", f"bench.peers.{name}", "--model", model, "--port", "{port}", *options]
-    return Server(command=command, health="/health" if name == "litserve" else "/readyz")
+@dataclass(frozen=True)
+class Tunable:
+    """A peer whose batching is swept: its options by (batch size, wait), and where it is asked."""
+
+    sweep: tuple[tuple[int, float], ...]  # (max batch size, longest wait in s); the peer's default first
+    options: Callable[[int, float], tuple[str, ...]]
+    health: str
+    own_environment: bool  # runs from --peers-python
 
 
-def litserve_options(batch_size: int, timeout: float) -> tuple[str, ...]:
-    return ("--max-batch-size", str(batch_size), "--batch-timeout", str(timeout))
+TUNABLE = {
+    "litserve": Tunable(  # LitServe's own default is no batching
+        ((1, 0.0), (8, 0.0005), (16, 0.001), (64, 0.001), (64, 0.005), (128, 0.01)),
+        lambda b, t: ("--max-batch-size", str(b), "--batch-timeout", str(t)),
+        "/health",
+        own_environment=False,
+    ),
+    "ray_serve": Tunable(  # @serve.batch's defaults: 10 requests, 10 ms
+        ((10, 0.01), (8, 0.0005), (16, 0.001), (64, 0.001), (64, 0.005)),
+        lambda b, t: ("--max-batch-size", str(b), "--batch-wait", str(t)),
+        "/readyz",
+        own_environment=True,
+    ),
+    "triton": Tunable(  # the dynamic batcher's default wait is 0: whatever is queued
+        ((64, 0.0), (8, 0.0005), (16, 0.001), (64, 0.001), (64, 0.005)),
+        lambda b, t: ("--max-batch-size", str(b), "--queue-delay-us", str(round(t * 1e6))),
+        "/v2/models/nextword/ready",  # the server is ready before the model is bound
+        own_environment=True,
+    ),
+}
 
 
-def tune_litserve(model: str, seconds: float) -> tuple[tuple[int, float], dict]:
+def peer(name: str, model: str, peers_python: str, *options: str) -> Server:
+    tunable = TUNABLE.get(name)
+    python = peers_python if tunable is not None and tunable.own_environment else sys.executable
+    command = [python, "-m", f"bench.peers.{name}", "--model", model, "--port", "{port}", *options]
+    return Server(command=command, health=tunable.health if tunable is not None else "/readyz")
+
+
+def path_and_body(name: str, inputs: int) -> tuple[str, dict]:
+    """Where a server is asked, and with what: the service's body, or Triton's own with the same inputs."""
+    body = one_input(inputs)
+    if name == "triton":
+        item = body["inputs"][0]
+        return MODEL_PATH, infer_body([item["text"]] * inputs, item["top_k"])
+    return "/predict_next", body
+
+
+def tune(name: str, model: str, peers_python: str, seconds: float) -> tuple[tuple[int, float], dict]:
     """Each sweep setting at 64 clients; the one with the most requests/s and no errors."""
-    found = {}
-    for batch_size, timeout in LITSERVE_SWEEP:
-        with peer("litserve", model, *litserve_options(batch_size, timeout)) as server:
-            wrk(server.url + "/predict_next", one_input(), 64, 2)  # warm-up
-            run = wrk(server.url + "/predict_next", one_input(), 64, seconds)
-        found[(batch_size, timeout)] = run["rps"] if not run["errors"] else 0.0
-        print(f"  max_batch_size={batch_size} batch_timeout={timeout}: {run['rps']:.0f} req/s, {run['errors']} errors")
+    tunable, found = TUNABLE[name], {}
+    path, body = path_and_body(name, 1)
+    for batch_size, wait in tunable.sweep:
+        with peer(name, model, peers_python, *tunable.options(batch_size, wait)) as server:
+            wrk(server.url + path, body, 64, 2)  # warm-up
+            run = wrk(server.url + path, body, 64, seconds)
+        found[(batch_size, wait)] = run["rps"] if not run["errors"] else 0.0
+        print(
+            f"  {name}: max batch {batch_size}, wait {wait * 1000:g} ms: {run['rps']:.0f} req/s, {run['errors']} errors"
+        )
     best = max(found, key=found.get)
     return best, {f"{b}/{t}": rps for (b, t), rps in found.items()}
 
@@ -71,42 +119,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "peers.json"))
+    parser.add_argument(
+        "--peers-python", default=PEERS_PYTHON, help="the Python of Ray Serve's and Triton's environment"
+    )
     args = parser.parse_args(argv)
-    print("tuning LitServe's batching (64 clients, one input per request):")
-    (batch_size, timeout), sweep = tune_litserve(args.model, args.duration)
-    print(f"  kept: max_batch_size={batch_size}, batch_timeout={timeout}")
+    kept, sweeps = {}, {}
+    for name in TUNABLE:
+        print(f"tuning {name}'s batching (64 clients, one input per request):")
+        kept[name], sweeps[name] = tune(name, args.model, args.peers_python, args.duration)
+        print(f"  kept: max batch {kept[name][0]}, wait {kept[name][1] * 1000:g} ms")
 
-    loads = [("1 input", one_input(), c) for c in CLIENTS] + [("32 inputs", one_input(32), 8)]
+    loads = [("1 input", 1, c) for c in CLIENTS] + [("32 inputs", 32, 8)]
     runs: dict[str, dict[str, list[dict]]] = {s: {f"{kind}@{c}": [] for kind, _, c in loads} for s in SERVERS}
     starts = {
         "nextword": lambda: Server(env={"NEXTWORD_MODEL": args.model}),
         "nextword_bentoml_route": lambda: Server(env={"NEXTWORD_MODEL": args.model, "NEXTWORD_DIRECT_ROUTE": "off"}),
-        "plain_fastapi": lambda: peer("plain_fastapi", args.model),
-        "litserve": lambda: peer("litserve", args.model, *litserve_options(batch_size, timeout)),
+        "plain_fastapi": lambda: peer("plain_fastapi", args.model, args.peers_python),
+    } | {
+        name: partial(peer, name, args.model, args.peers_python, *TUNABLE[name].options(*kept[name]))
+        for name in TUNABLE
     }
     # One server at a time (LitServe's idle worker loop alone takes a fifth of a core), in rounds.
     for round_number in range(1, args.rounds + 1):
         for name, start in starts.items():
             with start() as server:
-                wrk(server.url + "/predict_next", one_input(), 64, 2)  # warm-up
-                for kind, body, clients in loads:
-                    run = wrk(server.url + "/predict_next", body, clients, args.duration)
-                    runs[name][f"{kind}@{clients}"].append(run)
+                path, body = path_and_body(name, 1)
+                wrk(server.url + path, body, 64, 2)  # warm-up
+                for kind, inputs, clients in loads:
+                    path, body = path_and_body(name, inputs)
+                    runs[name][f"{kind}@{clients}"].append(wrk(server.url + path, body, clients, args.duration))
         print(f"  round {round_number} of {args.rounds} done")
 
     results = {
         "model": args.model,
         "duration_s": args.duration,
         "rounds": args.rounds,
-        "litserve_sweep_rps_at_64": sweep,
-        "litserve_batching": {"max_batch_size": batch_size, "batch_timeout_s": timeout},
+        "sweeps_rps_at_64": sweeps,
+        "batching": {name: {"max_batch_size": b, "wait_s": t} for name, (b, t) in kept.items()},
         "servers": {name: {load: summary(r) for load, r in loads_runs.items()} for name, loads_runs in runs.items()},
     }
     s = results["servers"]
     results["ratios"] = {
         f"nextword_over_{other}_{load}": s["nextword"][load]["rps_median"] / s[other][load]["rps_median"]
-        for other in ("litserve", "plain_fastapi", "nextword_bentoml_route")
+        for other in SERVERS[1:]
         for load in ("1 input@1", "1 input@64", "32 inputs@8")
+    }
+    peers = SERVERS[2:]
+    best = max(peers, key=lambda name: s[name]["1 input@64"]["rps_median"])
+    results["best_peer_at_64"] = best
+    results["targets"] = {
+        "rps_at_64_over_best_peer": s["nextword"]["1 input@64"]["rps_median"] / s[best]["1 input@64"]["rps_median"],
+        "p50_at_1_over_best_peer": s["nextword"]["1 input@1"]["p50_ms_median"]
+        / min(s[name]["1 input@1"]["p50_ms_median"] for name in peers),
     }
     print(report(results))
     output = Path(args.output)
@@ -132,16 +196,18 @@ def report(r: dict) -> str:
                 f"  {m['p99_ms_median']:7.1f}  {m['errors']:6d}"
             )
     ratios = {key.replace("nextword_over_", "").replace(" ", "_"): value for key, value in r["ratios"].items()}
+    lines += ["", "nextword's median req/s over each server's (1 input at 1 and 64 clients; 32 inputs at 8)"]
+    for name in SERVERS[1:]:
+        lines.append(
+            f"  over {name:22s}  {ratios[f'{name}_1_input@1']:5.2f}  {ratios[f'{name}_1_input@64']:5.2f}"
+            f"  {ratios[f'{name}_32_inputs@8']:5.2f}"
+        )
+    targets = r["targets"]
     lines += [
         "",
-        "ratios of median req/s (targets in brackets)",
-        f"  nextword / LitServe, 1 input, 64 clients:      {ratios['litserve_1_input@64']:.2f}  [>= 1.5]",
-        f"  nextword / plain FastAPI, 1 input, 64 clients: {ratios['plain_fastapi_1_input@64']:.2f}  [>= 1.0]",
-        f"  nextword / LitServe, 32 inputs, 8 clients:     {ratios['litserve_32_inputs@8']:.2f}",
-        f"  nextword / plain FastAPI, 32 inputs, 8 clients: {ratios['plain_fastapi_32_inputs@8']:.2f}",
-        f"  nextword / plain FastAPI, 1 input, 1 client:   {ratios['plain_fastapi_1_input@1']:.2f}",
-        f"  direct route / BentoML's route, 1 input, 64 clients: {ratios['nextword_bentoml_route_1_input@64']:.2f}",
-        f"  direct route / BentoML's route, 1 input, 1 client:   {ratios['nextword_bentoml_route_1_input@1']:.2f}",
+        f"targets (best peer at 64 clients: {r['best_peer_at_64']})",
+        f"  req/s at 64 clients over the best peer's:  {targets['rps_at_64_over_best_peer']:.2f}  [>= 1.5]",
+        f"  p50 at 1 client over the lowest peer p50:  {targets['p50_at_1_over_best_peer']:.2f}  [<= 0.8]",
     ]
     return "\n".join(lines)
 

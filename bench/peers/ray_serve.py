@@ -1,0 +1,100 @@
+"""The same model behind Ray Serve: one replica, its requests batched by ``@serve.batch``.
+
+Settings, as Ray Serve's docs recommend for a batched CPU model: one
+replica, ``max_ongoing_requests`` well above the batch size (its default,
+5, would queue requests in the proxy before they could ever form a batch),
+the model's call run off the replica's event loop (``asyncio.to_thread``) so
+that requests keep arriving while a batch runs, Ray started with this
+machine's cores and no dashboard. The batch size and wait come from the
+command line; ``bench.peers_run`` picks them by a small sweep and prints the
+choice. It answers ``POST /predict_next`` with the service's bodies, and
+``GET /readyz`` once the replica is up.
+
+Usage (in ``.venv-peers``, which ``make bench-peers`` makes)::
+
+    python -m bench.peers.ray_serve --model nextword:latest --port 3003 --max-batch-size 32 --batch-wait 0.002
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import threading
+
+import bentoml
+import ray
+import torch
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from bench.launcher import REPO
+from service.engine.inference import load_predictor
+from service.engine.threads import TorchThreads
+from service.engine.types import NextWordQuery
+from service.http.schemas import NEXT_WORD_OUTPUTS, PredictRequest
+from service.settings import SETTINGS
+
+MAX_ONGOING_REQUESTS = 256
+
+
+def deployment(model_tag: str, max_batch_size: int, batch_wait_s: float) -> serve.Application:
+    @serve.deployment(num_replicas=1, max_ongoing_requests=MAX_ONGOING_REQUESTS)
+    class NextWord:
+        def __init__(self) -> None:
+            threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
+            stored = bentoml.models.get(model_tag)
+            self.predictor = load_predictor(
+                stored, torch.device("cpu"), SETTINGS.precision, SETTINGS.state_cache_mb, threads
+            )
+            torch.set_num_threads(threads.large_predict_batch)  # as the service's /predict_next
+            self.lock = threading.Lock()  # one batch at a time on the model, as every peer
+
+        def run(self, flat: list[NextWordQuery]) -> list:
+            with self.lock:
+                return NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(flat))
+
+        @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_s)
+        async def predict(self, requests: list[list[NextWordQuery]]) -> list[bytes]:
+            flat = [item for inputs in requests for item in inputs]
+            outputs = await asyncio.to_thread(self.run, flat)
+            answers, start = [], 0
+            for inputs in requests:
+                answers.append(NEXT_WORD_OUTPUTS.dump_json(outputs[start : start + len(inputs)]))
+                start += len(inputs)
+            return answers
+
+        async def __call__(self, request: Request) -> Response:
+            if request.url.path.rstrip("/").endswith("/readyz"):
+                return PlainTextResponse("ok")
+            body = PredictRequest.model_validate_json(await request.body())
+            answer = await self.predict([item.query() for item in body.inputs])
+            return Response(answer, media_type="application/json")
+
+    return NextWord.bind()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers.ray_serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="nextword:latest")
+    parser.add_argument("--port", type=int, default=3003)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-wait", type=float, default=0.002, help="seconds")
+    args = parser.parse_args()
+    # Ray's workers start from the raylet's environment: they find this repository's packages by it.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.run(deployment(args.model, args.max_batch_size, args.batch_wait), route_prefix="/")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    stopped.wait()
+    serve.shutdown()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

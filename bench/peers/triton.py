@@ -1,0 +1,93 @@
+"""The same model behind NVIDIA Triton, through PyTriton: Triton's own server and its dynamic batcher.
+
+PyTriton runs the real ``tritonserver`` binary and binds a Python callable
+to it as a model. Clients speak Triton's own protocol (KServe v2): ``POST
+/v2/models/nextword/infer`` with the inputs as tensors, ``text`` (BYTES),
+``top_k`` (INT32) and ``complete`` (BOOL), each of shape [inputs, 1]; the
+answer is a tensor ``answer`` of one JSON document per input, the service's
+own answer for it. Triton's dynamic batcher merges requests up to
+``--max-batch-size`` rows, waiting at most ``--queue-delay-us``;
+``bench.peers_run`` picks them by a small sweep and prints the choice.
+Server settings are PyTriton's defaults (one model instance, Triton's HTTP
+front end with its own thread pool), with the model's call on its one
+instance, as every peer runs it.
+
+PyTriton's Python stub fails under this image's pyenv Python; it runs from a
+virtual environment made from Debian's Python (``.venv-peers``, which ``make
+bench-peers`` makes). Usage::
+
+    python -m bench.peers.triton --model nextword:latest --port 3004 --max-batch-size 64 --queue-delay-us 1000
+
+``bench.peers.kserve`` writes the request bodies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import bentoml
+import numpy as np
+import torch
+from pytriton.decorators import batch
+from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.triton import Triton, TritonConfig
+
+from bench.launcher import free_port
+from service.engine.inference import load_predictor
+from service.engine.threads import TorchThreads
+from service.engine.types import NextWordQuery
+from service.settings import SETTINGS
+
+MODEL_NAME = "nextword"
+
+
+def infer_function(model_tag: str):
+    threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
+    predictor = load_predictor(
+        bentoml.models.get(model_tag), torch.device("cpu"), SETTINGS.precision, SETTINGS.state_cache_mb, threads
+    )
+    torch.set_num_threads(threads.large_predict_batch)  # as the service's /predict_next
+
+    @batch
+    def infer(text: np.ndarray, top_k: np.ndarray, complete: np.ndarray) -> dict[str, np.ndarray]:
+        queries = [
+            NextWordQuery(t[0].decode("utf-8"), int(k[0]), bool(c[0]))
+            for t, k, c in zip(text, top_k, complete, strict=True)
+        ]
+        answers = predictor.predict_next(queries)
+        return {"answer": np.array([[json.dumps(a).encode()] for a in answers], dtype=np.object_)}
+
+    return infer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers.triton", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="nextword:latest")
+    parser.add_argument("--port", type=int, default=3004)
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--queue-delay-us", type=int, default=1000, help="the dynamic batcher's longest wait")
+    args = parser.parse_args()
+    config = TritonConfig(
+        http_address="127.0.0.1", http_port=args.port, grpc_port=free_port(), metrics_port=free_port()
+    )
+    with Triton(config=config) as triton:
+        triton.bind(
+            model_name=MODEL_NAME,
+            infer_func=infer_function(args.model),
+            inputs=[
+                Tensor(name="text", dtype=bytes, shape=(1,)),
+                Tensor(name="top_k", dtype=np.int32, shape=(1,)),
+                Tensor(name="complete", dtype=np.bool_, shape=(1,)),
+            ],
+            outputs=[Tensor(name="answer", dtype=bytes, shape=(1,))],
+            config=ModelConfig(
+                max_batch_size=args.max_batch_size,
+                batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us),
+            ),
+        )
+        triton.serve()  # until SIGTERM
+
+
+if __name__ == "__main__":
+    main()
