@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from bench import peers_generation
 from bench.launcher import REPO, Server
 from bench.peers.kserve import MODEL_PATH, infer_body
 from bench.run import one_input, wrk
@@ -76,6 +77,21 @@ def peer(name: str, model: str, peers_python: str, *options: str) -> Server:
     return Server(command=command, health=tunable.health if tunable is not None else "/readyz")
 
 
+GENERATION_BATCHING = (32, 0.001)  # each peer's batcher for whole generations: up to 32 requests, 1 ms wait
+
+
+def generation_starts(model: str, peers_python: str) -> dict[str, Callable[[], Server]]:
+    """Every server as it serves /generate: the service's engine; each peer batching whole generations."""
+    options = {name: TUNABLE[name].options(*GENERATION_BATCHING) for name in TUNABLE}
+    return {
+        "nextword": lambda: Server(env={"NEXTWORD_MODEL": model}),
+        "plain_fastapi": lambda: peer("plain_fastapi", model, peers_python),
+        "litserve": lambda: peer("litserve", model, peers_python, *options["litserve"], "--api", "generate"),
+        "ray_serve": lambda: peer("ray_serve", model, peers_python, *options["ray_serve"]),
+        "triton": lambda: peer("triton", model, peers_python, *options["triton"]),
+    }
+
+
 def path_and_body(name: str, inputs: int) -> tuple[str, dict]:
     """Where a server is asked, and with what: the service's body, or Triton's own with the same inputs."""
     body = one_input(inputs)
@@ -119,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "peers.json"))
+    parser.add_argument("--generation-seconds", type=float, default=10, help="seconds per generation run")
     parser.add_argument(
         "--peers-python", default=PEERS_PYTHON, help="the Python of Ray Serve's and Triton's environment"
     )
@@ -167,12 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     peers = SERVERS[2:]
     best = max(peers, key=lambda name: s[name]["1 input@64"]["rps_median"])
     results["best_peer_at_64"] = best
+    print("generation against the peers (mixed 5- and 200-token load):")
+    results["generation"] = peers_generation.compare(
+        generation_starts(args.model, args.peers_python), args.generation_seconds, min(args.rounds, 3)
+    )
     results["targets"] = {
         "rps_at_64_over_best_peer": s["nextword"]["1 input@64"]["rps_median"] / s[best]["1 input@64"]["rps_median"],
         "p50_at_1_over_best_peer": s["nextword"]["1 input@1"]["p50_ms_median"]
         / min(s[name]["1 input@1"]["p50_ms_median"] for name in peers),
     }
     print(report(results))
+    print(peers_generation.report(results["generation"]))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2))

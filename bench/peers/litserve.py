@@ -5,7 +5,9 @@ of inputs, as in the service's body), ``predict`` runs them as one model
 batch and ``unbatch`` hands each request its answers. The batch size and
 timeout come from the command line; ``bench.peers_run`` picks them by a
 small sweep and prints the choice. It answers ``POST /predict_next`` with
-the service's request and response bodies.
+the service's request and response bodies; with ``--api generate``, ``POST
+/generate`` instead, batched by request: each batch decoded to its end. One
+API a server: LitServe gives each its own worker and copy of the model.
 
 Usage::
 
@@ -22,14 +24,16 @@ import torch
 
 from service.engine.inference import Predictor, load_predictor
 from service.engine.threads import TorchThreads
-from service.engine.types import NextWordQuery
-from service.http.schemas import NEXT_WORD_OUTPUTS, PredictRequest
+from service.engine.types import GenerationRequest, NextWordQuery
+from service.http.schemas import NEXT_WORD_OUTPUTS, GenerateRequest, PredictRequest, generate_output
 from service.settings import SETTINGS
 
 
 class NextWordAPI(ls.LitAPI):
-    def __init__(self, model_tag: str, max_batch_size: int, batch_timeout: float) -> None:
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict_next")
+    def __init__(
+        self, model_tag: str, max_batch_size: int, batch_timeout: float, api_path: str = "/predict_next"
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=api_path)
         self.model_tag = model_tag
         self.predictor: Predictor | None = None
 
@@ -65,14 +69,36 @@ class NextWordAPI(ls.LitAPI):
         return [answer.model_dump() for answer in output]
 
 
+class GenerateAPI(NextWordAPI):
+    """/generate: each request's prompts; a batch of requests decoded together to its end."""
+
+    def decode_request(self, request: dict) -> list[GenerationRequest]:  # type: ignore[override]
+        return [item.request() for item in GenerateRequest.model_validate(request).inputs]
+
+    def predict(self, requests: list) -> list:  # type: ignore[override]
+        if self.max_batch_size == 1:
+            return [generate_output(g) for g in self.predictor.generate(requests)]
+        flat = [item for inputs in requests for item in inputs]
+        outputs = [generate_output(g) for g in self.predictor.generate(flat)]
+        answers, start = [], 0
+        for inputs in requests:
+            answers.append(outputs[start : start + len(inputs)])
+            start += len(inputs)
+        return answers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peers.litserve", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="nextword:latest")
     parser.add_argument("--port", type=int, default=3002)
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--batch-timeout", type=float, default=0.002, help="seconds")
+    parser.add_argument("--api", choices=("predict_next", "generate"), default="predict_next")
     args = parser.parse_args()
-    api = NextWordAPI(args.model, args.max_batch_size, args.batch_timeout)
+    if args.api == "generate":
+        api = GenerateAPI(args.model, args.max_batch_size, args.batch_timeout, api_path="/generate")
+    else:
+        api = NextWordAPI(args.model, args.max_batch_size, args.batch_timeout)
     server = ls.LitServer(api, accelerator="cuda" if torch.cuda.is_available() else "cpu", workers_per_device=1)
     server.run(port=args.port, host="127.0.0.1", generate_client_file=False, log_level="warning")
 

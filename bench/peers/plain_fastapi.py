@@ -3,7 +3,8 @@
 What the service would be without BentoML: the same ``Predictor`` (state
 cache included), the same greedy ``MicroBatcher`` on one model thread (a lone request on the loop's), the
 same request and response bodies, uvicorn with uvloop and httptools. It
-answers ``POST /predict_next`` only.
+answers ``POST /predict_next`` and ``POST /generate``, the latter batched by
+request (each batch decoded to its end: no continuous batching).
 
 Usage::
 
@@ -24,8 +25,15 @@ from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
 from service.engine.inference import load_predictor
 from service.engine.model_thread import ModelThread
 from service.engine.threads import TorchThreads
-from service.engine.types import NextWordQuery
-from service.http.schemas import NEXT_WORD_OUTPUTS, NextWordOutput, PredictRequest
+from service.engine.types import GenerationRequest, NextWordQuery
+from service.http.schemas import (
+    NEXT_WORD_OUTPUTS,
+    GenerateOutput,
+    GenerateRequest,
+    NextWordOutput,
+    PredictRequest,
+    generate_output,
+)
 from service.settings import SETTINGS
 
 
@@ -43,8 +51,16 @@ def create_app(model_tag: str) -> FastAPI:
     def answer(queries: list[NextWordQuery]) -> list[NextWordOutput]:
         return NEXT_WORD_OUTPUTS.validate_python(predictor.predict_next(queries))
 
+    def generate(requests: list[GenerationRequest]) -> list[GenerateOutput]:
+        return [generate_output(generation) for generation in predictor.generate(requests)]
+
     batcher = MicroBatcher(answer, model_thread, SETTINGS.max_batch_size, run_here_up_to=RUN_HERE_UP_TO)
+    generation_batcher = MicroBatcher(generate, model_thread, SETTINGS.max_batch_size)
     app = FastAPI()
+
+    @app.post("/generate")
+    async def generate_route(request: GenerateRequest) -> list[GenerateOutput]:
+        return await generation_batcher.submit([item.request() for item in request.inputs])
 
     @app.post("/predict_next")
     async def predict_next(request: PredictRequest) -> list[NextWordOutput]:

@@ -7,7 +7,8 @@ the model's call run off the replica's event loop (``asyncio.to_thread``) so
 that requests keep arriving while a batch runs, Ray started with this
 machine's cores and no dashboard. The batch size and wait come from the
 command line; ``bench.peers_run`` picks them by a small sweep and prints the
-choice. It answers ``POST /predict_next`` with the service's bodies, and
+choice. It answers ``POST /predict_next`` and ``POST /generate`` (batched by
+request: each batch decoded to its end) with the service's bodies, and
 ``GET /readyz`` once the replica is up.
 
 Usage (in ``.venv-peers``, which ``make bench-peers`` makes)::
@@ -26,6 +27,7 @@ import threading
 import bentoml
 import ray
 import torch
+from pydantic import TypeAdapter
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -33,11 +35,12 @@ from starlette.responses import PlainTextResponse, Response
 from bench.launcher import REPO
 from service.engine.inference import load_predictor
 from service.engine.threads import TorchThreads
-from service.engine.types import NextWordQuery
-from service.http.schemas import NEXT_WORD_OUTPUTS, PredictRequest
+from service.engine.types import GenerationRequest, NextWordQuery
+from service.http.schemas import NEXT_WORD_OUTPUTS, GenerateOutput, GenerateRequest, PredictRequest, generate_output
 from service.settings import SETTINGS
 
 MAX_ONGOING_REQUESTS = 256
+GENERATE_OUTPUTS = TypeAdapter(list[GenerateOutput])
 
 
 def deployment(model_tag: str, max_batch_size: int, batch_wait_s: float) -> serve.Application:
@@ -66,9 +69,28 @@ def deployment(model_tag: str, max_batch_size: int, batch_wait_s: float) -> serv
                 start += len(inputs)
             return answers
 
+        def run_generation(self, flat: list[GenerationRequest]) -> list:
+            with self.lock:
+                return [generate_output(generation) for generation in self.predictor.generate(flat)]
+
+        @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_s)
+        async def generate(self, requests: list[list[GenerationRequest]]) -> list[bytes]:
+            flat = [item for inputs in requests for item in inputs]
+            outputs = await asyncio.to_thread(self.run_generation, flat)
+            answers, start = [], 0
+            for inputs in requests:
+                answers.append(GENERATE_OUTPUTS.dump_json(outputs[start : start + len(inputs)]))
+                start += len(inputs)
+            return answers
+
         async def __call__(self, request: Request) -> Response:
-            if request.url.path.rstrip("/").endswith("/readyz"):
+            path = request.url.path.rstrip("/")
+            if path.endswith("/readyz"):
                 return PlainTextResponse("ok")
+            if path.endswith("/generate"):
+                prompts = GenerateRequest.model_validate_json(await request.body())
+                answer = await self.generate([item.request() for item in prompts.inputs])
+                return Response(answer, media_type="application/json")
             body = PredictRequest.model_validate_json(await request.body())
             answer = await self.predict([item.query() for item in body.inputs])
             return Response(answer, media_type="application/json")

@@ -5,7 +5,9 @@ to it as a model. Clients speak Triton's own protocol (KServe v2): ``POST
 /v2/models/nextword/infer`` with the inputs as tensors, ``text`` (BYTES),
 ``top_k`` (INT32) and ``complete`` (BOOL), each of shape [inputs, 1]; the
 answer is a tensor ``answer`` of one JSON document per input, the service's
-own answer for it. Triton's dynamic batcher merges requests up to
+own answer for it. A second model, ``nextword_generate``, continues
+prompts (``prompt`` BYTES, ``max_new_tokens`` INT32, ``temperature`` FP32),
+each batch decoded to its end, and answers /generate's JSON per prompt. Triton's dynamic batcher merges requests up to
 ``--max-batch-size`` rows, waiting at most ``--queue-delay-us``;
 ``bench.peers_run`` picks them by a small sweep and prints the choice.
 Server settings are PyTriton's defaults (one model instance, Triton's HTTP
@@ -36,10 +38,12 @@ from pytriton.triton import Triton, TritonConfig
 from bench.launcher import free_port
 from service.engine.inference import load_predictor
 from service.engine.threads import TorchThreads
-from service.engine.types import NextWordQuery
+from service.engine.types import GenerationRequest, NextWordQuery
+from service.http.schemas import generate_output
 from service.settings import SETTINGS
 
 MODEL_NAME = "nextword"
+GENERATE_MODEL_NAME = "nextword_generate"
 
 
 def infer_function(model_tag: str):
@@ -58,7 +62,20 @@ def infer_function(model_tag: str):
         answers = predictor.predict_next(queries)
         return {"answer": np.array([[json.dumps(a).encode()] for a in answers], dtype=np.object_)}
 
-    return infer
+    return infer, predictor
+
+
+def generate_function(predictor):
+    @batch
+    def generate(prompt: np.ndarray, max_new_tokens: np.ndarray, temperature: np.ndarray) -> dict[str, np.ndarray]:
+        requests = [
+            GenerationRequest(p[0].decode("utf-8"), int(n[0]), float(t[0]))
+            for p, n, t in zip(prompt, max_new_tokens, temperature, strict=True)
+        ]
+        answers = [generate_output(g).model_dump_json().encode() for g in predictor.generate(requests)]
+        return {"answer": np.array([[answer] for answer in answers], dtype=np.object_)}
+
+    return generate
 
 
 def main() -> None:
@@ -71,20 +88,33 @@ def main() -> None:
     config = TritonConfig(
         http_address="127.0.0.1", http_port=args.port, grpc_port=free_port(), metrics_port=free_port()
     )
+    infer, predictor = infer_function(args.model)
+    batching = ModelConfig(
+        max_batch_size=args.max_batch_size,
+        batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us),
+    )
     with Triton(config=config) as triton:
         triton.bind(
+            model_name=GENERATE_MODEL_NAME,
+            infer_func=generate_function(predictor),
+            inputs=[
+                Tensor(name="prompt", dtype=bytes, shape=(1,)),
+                Tensor(name="max_new_tokens", dtype=np.int32, shape=(1,)),
+                Tensor(name="temperature", dtype=np.float32, shape=(1,)),
+            ],
+            outputs=[Tensor(name="answer", dtype=bytes, shape=(1,))],
+            config=batching,
+        )
+        triton.bind(
             model_name=MODEL_NAME,
-            infer_func=infer_function(args.model),
+            infer_func=infer,
             inputs=[
                 Tensor(name="text", dtype=bytes, shape=(1,)),
                 Tensor(name="top_k", dtype=np.int32, shape=(1,)),
                 Tensor(name="complete", dtype=np.bool_, shape=(1,)),
             ],
             outputs=[Tensor(name="answer", dtype=bytes, shape=(1,))],
-            config=ModelConfig(
-                max_batch_size=args.max_batch_size,
-                batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us),
-            ),
+            config=batching,
         )
         triton.serve()  # until SIGTERM
 
