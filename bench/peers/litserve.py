@@ -22,6 +22,7 @@ import bentoml
 import litserve as ls
 import torch
 
+from bench.peers import run_merged
 from service.engine.inference import Predictor, load_predictor
 from service.engine.threads import TorchThreads
 from service.engine.types import GenerationRequest, NextWordQuery
@@ -54,13 +55,7 @@ class NextWordAPI(ls.LitAPI):
     def predict(self, requests: list[list[NextWordQuery]] | list[NextWordQuery]) -> list:
         if self.max_batch_size == 1:  # unbatched: one request's inputs
             return NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(requests))
-        flat = [item for inputs in requests for item in inputs]
-        outputs = NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(flat))
-        answers, start = [], 0
-        for inputs in requests:
-            answers.append(outputs[start : start + len(inputs)])
-            start += len(inputs)
-        return answers
+        return run_merged(requests, lambda flat: NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(flat)))
 
     def unbatch(self, output: list) -> list:
         return output
@@ -78,13 +73,7 @@ class GenerateAPI(NextWordAPI):
     def predict(self, requests: list) -> list:  # type: ignore[override]
         if self.max_batch_size == 1:
             return [generate_output(g) for g in self.predictor.generate(requests)]
-        flat = [item for inputs in requests for item in inputs]
-        outputs = [generate_output(g) for g in self.predictor.generate(flat)]
-        answers, start = [], 0
-        for inputs in requests:
-            answers.append(outputs[start : start + len(inputs)])
-            start += len(inputs)
-        return answers
+        return run_merged(requests, lambda flat: [generate_output(g) for g in self.predictor.generate(flat)])
 
 
 def main() -> None:

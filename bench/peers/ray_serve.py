@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from bench.launcher import REPO
+from bench.peers import run_merged
 from service.engine.inference import load_predictor
 from service.engine.threads import TorchThreads
 from service.engine.types import GenerationRequest, NextWordQuery
@@ -61,13 +62,8 @@ def deployment(model_tag: str, max_batch_size: int, batch_wait_s: float) -> serv
 
         @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_s)
         async def predict(self, requests: list[list[NextWordQuery]]) -> list[bytes]:
-            flat = [item for inputs in requests for item in inputs]
-            outputs = await asyncio.to_thread(self.run, flat)
-            answers, start = [], 0
-            for inputs in requests:
-                answers.append(NEXT_WORD_OUTPUTS.dump_json(outputs[start : start + len(inputs)]))
-                start += len(inputs)
-            return answers
+            answers = await asyncio.to_thread(run_merged, requests, self.run)
+            return [NEXT_WORD_OUTPUTS.dump_json(answer) for answer in answers]
 
         def run_generation(self, flat: list[GenerationRequest]) -> list:
             with self.lock:
@@ -75,13 +71,8 @@ def deployment(model_tag: str, max_batch_size: int, batch_wait_s: float) -> serv
 
         @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_s)
         async def generate(self, requests: list[list[GenerationRequest]]) -> list[bytes]:
-            flat = [item for inputs in requests for item in inputs]
-            outputs = await asyncio.to_thread(self.run_generation, flat)
-            answers, start = [], 0
-            for inputs in requests:
-                answers.append(GENERATE_OUTPUTS.dump_json(outputs[start : start + len(inputs)]))
-                start += len(inputs)
-            return answers
+            answers = await asyncio.to_thread(run_merged, requests, self.run_generation)
+            return [GENERATE_OUTPUTS.dump_json(answer) for answer in answers]
 
         async def __call__(self, request: Request) -> Response:
             path = request.url.path.rstrip("/")

@@ -9,8 +9,6 @@ makes that a failure.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import httpx
@@ -18,6 +16,7 @@ import pytest
 
 from bench.launcher import Server
 from bench.proxy import SESSION_HEADER, UPSTREAM_HEADER, Nginx
+from tests.programs import require_program
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +26,7 @@ BODY = {"inputs": [{"text": "the game was rel", "top_k": 3, "complete": True}]}
 
 @pytest.fixture(scope="module")
 def replicas(tiny_model_tag: str) -> Iterator[list[Server]]:
-    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
-        reason = "nginx is not installed (apt-get install nginx-light)"
-        if os.environ.get("NEXTWORD_REQUIRE_NGINX") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_program("nginx", "nginx-light", "NEXTWORD_REQUIRE_NGINX")
     env = {"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_TORCH_THREADS": "1"}
     servers = [Server(env=env) for _ in range(3)]  # started side by side
     try:

@@ -9,7 +9,6 @@ Needs ``prometheus`` (``.ci/run`` installs it); without it the test is skipped a
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from bench.launcher import REPO, Server, free_port
+from tests.programs import require_program
 
 pytestmark = pytest.mark.slow
 
@@ -33,20 +33,10 @@ POD = {"namespace": "default", "pod": "nextword-0"}  # the labels Kubernetes' sc
 HANG_GUARD_S = 90.0
 
 
-def prometheus_binary() -> str:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        reason = "prometheus is not installed (apt-get install prometheus)"
-        if os.environ.get("NEXTWORD_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return binary
-
-
 @pytest.fixture(scope="module")
 def watched(tiny_model_tag: str) -> Iterator[tuple[Server, str]]:
     """The server (a small admission bound, so that a 429 can be met) and a Prometheus scraping it each second."""
-    binary = prometheus_binary()
+    binary = require_program("prometheus", "prometheus", "NEXTWORD_REQUIRE_PROMETHEUS")
     env = {
         "NEXTWORD_MODEL": tiny_model_tag,
         "NEXTWORD_DEVICE": "cpu",

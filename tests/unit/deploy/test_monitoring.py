@@ -8,28 +8,21 @@ why, unless ``NEXTWORD_REQUIRE_PROMETHEUS=1`` (set by CI) makes that a failure.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from bench.launcher import REPO
 from service import metrics
+from tests.programs import require_program
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "nextword-dashboard.json"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("promtool")
-    if binary is None:
-        reason = "promtool is not installed (apt-get install prometheus)"
-        if os.environ.get("NEXTWORD_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    binary = require_program("promtool", "prometheus", "NEXTWORD_REQUIRE_PROMETHEUS")
     return subprocess.run([binary, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60)
 
 
