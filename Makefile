@@ -23,7 +23,7 @@ CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --wei
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost bench-replicas eval-harness test test-unit fuzz bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost bench-replicas bench-people eval-harness test test-unit fuzz bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -108,6 +108,10 @@ profile: model ## Where the worker's time goes at 64 clients (py-spy, by thread 
 
 bench-workers: model ## One worker against two, wrk pinned to core 0 (taskset), alternating rounds
 	$(BIN)/python -m bench.workers --model $(MODEL)
+
+bench-people: model ## Typists held at keystroke p99 <= 20 ms, open loop: the load generator alone, nextword, the best peer
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "installing nginx-light (Debian package) for the benchmark"; apt-get install -y -q nginx-light; }
+	$(BIN)/python -m bench.people --model $(MODEL)
 
 bench-replicas: model ## Three replicas behind nginx: session affinity against round robin and one replica; a failover
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "installing nginx-light (Debian package) for the benchmark"; apt-get install -y -q nginx-light; }
