@@ -23,10 +23,7 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +31,9 @@ from pathlib import Path
 import aiohttp
 
 from bench.engine import typing_words
-from bench.launcher import Server, free_port
+from bench.launcher import Server
 from bench.load import percentile
+from bench.proxy import NginxProcess
 from training.download import default_corpus
 
 KEYSTROKES_PER_S = 5.0
@@ -110,44 +108,15 @@ def capacity(url: str, words: list[str], seconds: float, label: str) -> dict:
     return {"typists": good, "tried_p99_ms": {str(k): round(v, 2) for k, v in sorted(tried.items())}}
 
 
-class StaticAnswer:
-    """nginx answering every POST with one fixed body: what the load generator alone can drive."""
-
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="nextword-nginx-static-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = f"""
-worker_processes 1;
-pid {self.folder}/nginx.pid;
-error_log {self.folder}/error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    client_body_temp_path {self.folder}/body;
-    proxy_temp_path {self.folder}/proxy;
-    fastcgi_temp_path {self.folder}/fastcgi;
-    uwsgi_temp_path {self.folder}/uwsgi;
-    scgi_temp_path {self.folder}/scgi;
-    server {{
-        listen 127.0.0.1:{self.port};
-        location / {{ default_type application/json; return 200 '[{{"predictions": []}}]'; }}
-    }}
-}}
-"""
-        (self.folder / "nginx.conf").write_text(config)
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        command = [binary, "-c", str(self.folder / "nginx.conf"), "-p", str(self.folder), "-g", "daemon off;"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        time.sleep(0.5)
-
-    def __enter__(self) -> StaticAnswer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        shutil.rmtree(self.folder, ignore_errors=True)
+def static_answer() -> NginxProcess:
+    """nginx answering every request with one fixed body: what the load generator alone can drive."""
+    body = '[{"predictions": []}]'
+    return NginxProcess(
+        lambda port: (
+            f"    server {{ listen 127.0.0.1:{port}; "
+            f"location / {{ default_type application/json; return 200 '{body}'; }} }}"
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         args.peer: lambda: peer(args.peer, args.model, args.peers_python),
     }
     results = {}
-    with StaticAnswer() as static:
+    with static_answer() as static:
         results["load_generator_alone"] = capacity(
             static.url, words, args.seconds, "load generator (nginx, fixed body)"
         )

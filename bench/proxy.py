@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -33,11 +34,11 @@ Policy = Literal["affinity", "round_robin"]
 SESSION_HEADER = "x-session-id"
 UPSTREAM_HEADER = "x-upstream"
 
-CONFIG = """
+FRAME = """
 worker_processes 1;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 8192; }}
 http {{
     access_log off;
     client_body_temp_path {folder}/body;
@@ -45,6 +46,10 @@ http {{
     fastcgi_temp_path {folder}/fastcgi;
     uwsgi_temp_path {folder}/uwsgi;
     scgi_temp_path {folder}/scgi;
+{http}
+}}
+"""
+BALANCING = """
     # The session key, or (none sent) the request's own random id: spread like round robin.
     map $http_x_session_id $session_key {{
         "" $request_id;
@@ -69,20 +74,20 @@ http {{
             add_header X-Upstream $upstream_addr always;
         }}
     }}
-}}
 """
 
 
-def nginx_config(folder: Path, port: int, upstream_ports: list[int], policy: Policy) -> str:
+def balancing(port: int, upstream_ports: list[int], policy: Policy) -> str:
+    """The ``http`` block that balances ``upstream_ports`` by ``policy`` on ``port``."""
     balance = "hash $session_key consistent;" if policy == "affinity" else "# round robin, nginx's default"
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;" for p in upstream_ports)
-    return CONFIG.format(folder=folder, port=port, balance=balance, servers=servers)
+    return BALANCING.format(port=port, balance=balance, servers=servers)
 
 
-class Nginx:
-    """nginx on a free loopback port, balancing ``upstream_ports`` by ``policy``, until stopped."""
+class NginxProcess:
+    """nginx on a free loopback port, unprivileged, with ``http_block(port)`` as its ``http`` block, until stopped."""
 
-    def __init__(self, upstream_ports: list[int], policy: Policy) -> None:
+    def __init__(self, http_block: Callable[[int], str]) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             raise RuntimeError("nginx is not installed: apt-get install nginx-light")
@@ -90,7 +95,7 @@ class Nginx:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = self.folder / "nginx.conf"
-        config.write_text(nginx_config(self.folder, self.port, upstream_ports, policy))
+        config.write_text(FRAME.format(folder=self.folder, http=http_block(self.port)))
         command = [binary, "-c", str(config), "-p", str(self.folder), "-g", "daemon off;"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.wait_ready()
@@ -120,8 +125,15 @@ class Nginx:
             self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> Nginx:
+    def __enter__(self) -> NginxProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Nginx(NginxProcess):
+    """nginx balancing ``upstream_ports`` by ``policy``."""
+
+    def __init__(self, upstream_ports: list[int], policy: Policy) -> None:
+        super().__init__(lambda port: balancing(port, upstream_ports, policy))

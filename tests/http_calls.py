@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 
 import httpx
+
+HANG_GUARD_S = 60.0  # a condition not reached by then means the server is stuck
 
 
 def predict(client: httpx.Client, *inputs: dict) -> list[dict]:
@@ -26,3 +30,11 @@ def metric(client: httpx.Client, name: str, labels: str = "") -> float:
     text = client.get("/metrics").text
     found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def wait_for(condition: Callable[[], object], what: str = "condition", guard_s: float = HANG_GUARD_S) -> None:
+    """Poll until ``condition()`` holds; the guard fails a stuck server instead of hanging the suite."""
+    deadline = time.monotonic() + guard_s
+    while not condition():
+        assert time.monotonic() < deadline, f"never reached: {what}; the server is stuck"
+        time.sleep(0.02)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ import pytest
 
 from bench.launcher import Server
 from models.tokenizer import Tokenizer
-from tests.http_calls import generate, metric, predict
+from tests.http_calls import generate, metric, predict, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +33,6 @@ FLOAT32 = {"NEXTWORD_PRECISION": "float32", "NEXTWORD_DEVICE": "cpu", "NEXTWORD_
 LONG = {"prompt": "The game was", "max_new_tokens": 4000, "temperature": 0}
 ENDLESS = LONG | {"max_new_tokens": 100_000}  # runs until its client leaves, as far as any test goes
 PREFIX_COUNTS = ("nextword_prefix_tokens_total", "nextword_tokens_processed_total")  # read, and run
-HANG_GUARD_S = 60.0  # a condition not reached by then means the server is stuck
 SEEDED = {"prompt": "He was born in", "max_new_tokens": 30, "temperature": 1.1, "top_p": 0.95, "seed": 42}
 
 
@@ -74,14 +72,6 @@ def in_background(client: httpx.Client, *inputs: dict) -> Future[httpx.Response]
     future = pool.submit(client.post, "/generate", json={"inputs": list(inputs)})
     pool.shutdown(wait=False)
     return future
-
-
-def wait_for(condition) -> None:
-    """Poll until ``condition()`` holds; the guard fails a stuck server instead of hanging the suite."""
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not condition():
-        assert time.monotonic() < deadline, "condition never reached: the server is stuck"
-        time.sleep(0.02)
 
 
 def tokens_generated(client: httpx.Client) -> float:

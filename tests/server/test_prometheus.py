@@ -8,6 +8,7 @@ Needs ``prometheus`` (``.ci/run`` installs it); without it the test is skipped a
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from bench.launcher import REPO, Server, free_port
+from tests.http_calls import wait_for
 from tests.programs import require_program
 
 pytestmark = pytest.mark.slow
@@ -30,7 +32,7 @@ RULES = REPO / "deploy" / "prometheus" / "nextword-rules.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "nextword-dashboard.json"
 ADAPTER = REPO / "deploy" / "kubernetes" / "autoscaling" / "prometheus-adapter-values.yaml"
 POD = {"namespace": "default", "pod": "nextword-0"}  # the labels Kubernetes' scrape jobs give a pod
-HANG_GUARD_S = 90.0
+PROMETHEUS_GUARD_S = 90.0  # scrapes and rule evaluations come each second
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,11 @@ def watched(tiny_model_tag: str) -> Iterator[tuple[Server, str]]:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         prometheus = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: answers(f"{prometheus}/-/ready") and process.poll() is None, "Prometheus ready")
+            wait_for(
+                lambda: answers(f"{prometheus}/-/ready") and process.poll() is None,
+                "Prometheus ready",
+                PROMETHEUS_GUARD_S,
+            )
             yield server, prometheus
         finally:
             process.terminate()
@@ -87,13 +93,6 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.5)
 
 
 PROMPTS = ["The game was", "He was born in", "In 1990 the", "The film", "She said that", "It is a", "The song"]
@@ -116,7 +115,7 @@ def traffic(url: str, stop: threading.Event) -> None:
     """What the dashboard shows: typing, generation, scoring, a bad request, and a 429 from admission."""
     with httpx.Client(base_url=url, timeout=60) as client:
         assert any(refused_by_admission(client, prompt) for prompt in PROMPTS), "no 429 from admission"
-        for i in range(1_000_000):
+        for i in itertools.count():
             if stop.is_set():
                 break
             words = f"in {i} the game was released in north america on the same day".split()  # a fresh text
@@ -135,8 +134,14 @@ def scraped(watched: tuple[Server, str]) -> Iterator[str]:
     sender = threading.Thread(target=traffic, args=(server.url, stop), daemon=True)
     sender.start()
     try:
-        wait_for(lambda: query(prometheus, 'count_over_time(up{job="nextword"}[1m]) >= 6'), "six scrapes")
-        wait_for(lambda: query(prometheus, "nextword:state_cache_hit_ratio:rate5m"), "the rules evaluated")
+        wait_for(
+            lambda: query(prometheus, 'count_over_time(up{job="nextword"}[1m]) >= 6'), "six scrapes", PROMETHEUS_GUARD_S
+        )
+        wait_for(
+            lambda: query(prometheus, "nextword:state_cache_hit_ratio:rate5m"),
+            "the rules evaluated",
+            PROMETHEUS_GUARD_S,
+        )
         yield prometheus
     finally:
         stop.set()

@@ -30,11 +30,11 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from service.engine.job import Overloaded
-from service.http.http_errors import error_body, openai_error_body
+from service.http.http_errors import OPENAI_PREFIX, error_body, openai_error_body
 from service.http.logs import log_client_error
 from service.http.openai.completions import CompletionError, CompletionPlan, Served, overloaded
 from service.http.openai.schemas import CompletionRequest, DetokenizeRequest, TokenizeRequest
-from service.settings import SETTINGS
+from service.settings import SETTINGS, TOKENIZER_ROUTES
 
 logger = logging.getLogger("nextword")
 Scope = dict[str, Any]
@@ -76,7 +76,8 @@ class OpenAIRoutes:
         )
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":  # the lifespan is BentoML's
+        # The lifespan is BentoML's, and so is every other path: /predict_next's hot path skips the router.
+        if scope["type"] != "http" or not is_routed_here(scope["path"]):
             await self.app(scope, receive, send)
             return
         await self.router(scope, receive, send)
@@ -163,6 +164,10 @@ class OpenAIRoutes:
                 "level": settings.level,
             }
         )
+
+
+def is_routed_here(path: str) -> bool:
+    return path.startswith(OPENAI_PREFIX) or path in TOKENIZER_ROUTES
 
 
 async def read_model(request: Request, model: type[M]) -> M:
