@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
 from service.engine.model_thread import ModelThread
-from service.http.http_stack import answer_predict_next_directly, install_process_wide, next_word_response, wear
+from service.http.http_stack import answer_directly, install_process_wide, next_word_response, wear
 from service.http.schemas import (
     NextWordBatch,
     NextWordInput,
@@ -45,7 +45,7 @@ def fixed_outputs(inputs: list[NextWordInput]) -> list[NextWordOutput]:
 class Floor:
     def __init__(self) -> None:
         gc.freeze()  # as the service does after warm-up
-        answer_predict_next_directly(self.answer_predict_next)  # as the service does
+        answer_directly(self.answer_predict_next)  # as the service does
 
     @bentoml.api(input_spec=PredictRequest, **SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
@@ -68,7 +68,7 @@ class BatchedFloor:
         self.batcher = MicroBatcher(  # as the service's
             fixed_outputs, ModelThread(), SETTINGS.max_batch_size, merge, run_here_up_to=RUN_HERE_UP_TO
         )
-        answer_predict_next_directly(self.answer_predict_next)
+        answer_directly(self.answer_predict_next)
 
     @bentoml.api(input_spec=PredictRequest, **SETTINGS.api_options())
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:

@@ -41,7 +41,8 @@ from service.engine.threads import TorchThreads
 from service.engine.types import NextWordQuery
 from service.http.http_stack import (
     OPENAI,
-    answer_predict_next_directly,
+    answer_directly,
+    generate_response,
     install_process_wide,
     next_word_response,
     wear,
@@ -50,6 +51,7 @@ from service.http.openai.completions import Served
 from service.http.schemas import (
     NEXT_WORD_OUTPUTS,
     GenerateBatch,
+    GenerateInput,
     GenerateRequest,
     GenerateResults,
     GenerateStreamBatch,
@@ -154,7 +156,7 @@ class NextWord:
             self.scheduler.rate,
             SETTINGS.state_cache_mb,
         )
-        answer_predict_next_directly(self.answer_predict_next)
+        answer_directly(self.answer_predict_next, self.answer_generate)
         OPENAI.serve(
             Served(
                 self.predictor,
@@ -184,11 +186,15 @@ class NextWord:
     @bentoml.api(input_spec=GenerateRequest)
     async def generate(self, inputs: GenerateBatch) -> GenerateResults:
         """Continue each prompt by sampling from the model."""
+        return await self.answer_generate(inputs)
+
+    async def answer_generate(self, inputs: list[GenerateInput]) -> Response:
+        """/generate's answer, by BentoML's route or the direct one: the continuations, or 429."""
         try:
             generations = await self.scheduler.generate([item.request() for item in inputs])
         except Overloaded as error:
             return JSONResponse(overloaded_body(error), status_code=429, headers=retry_after(error))
-        return [generate_output(generation) for generation in generations]
+        return generate_response([generate_output(generation) for generation in generations])
 
     @bentoml.api(input_spec=GenerateStreamRequest)
     async def generate_stream(self, inputs: GenerateStreamBatch, ctx: bentoml.Context) -> AsyncGenerator[str, None]:

@@ -54,8 +54,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "NEXTWORD_ACCESS_LOG": ("off", "log every request: on or off"),
     "NEXTWORD_DIRECT_ROUTE": (
         "on",
-        "/predict_next's JSON requests answered by the service's own ASGI layer, not BentoML's generic route; "
-        "only with tracing off and batching not adaptive",
+        "/predict_next's and /generate's JSON requests answered by the service's own ASGI layer, not BentoML's "
+        "generic route; only with tracing off and batching not adaptive",
     ),
     "NEXTWORD_API_KEY": (
         "",

@@ -7,9 +7,10 @@ Usage::
 
     install_process_wide()           # once, at import
     wear(NextWord)  # after the @bentoml.service class
-    answer_predict_next_directly(self.answer_predict_next)  # in the worker's __init__, once it can serve
+    answer_directly(self.answer_predict_next, self.answer_generate)  # in the worker's __init__, once it can serve
     OPENAI.serve(Served(...))  # likewise: the /v1 and tokenizer routes' engine
     return next_word_response(outputs)  # from /predict_next
+    return generate_response(outputs)  # from /generate
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ from service.http.openai.contract import openai_contract
 from service.http.openai.routes import OpenAIRoutes, ServedSlot
 from service.http.openapi import ServeContract
 from service.http.protocol_errors import install as install_json_protocol_errors
-from service.http.schemas import NEXT_WORD_OUTPUTS, NextWordInput, NextWordOutput, PredictRequest
+from service.http.schemas import (
+    GENERATE_OUTPUTS,
+    NEXT_WORD_OUTPUTS,
+    GenerateInput,
+    GenerateOutput,
+    GenerateRequest,
+    NextWordInput,
+    NextWordOutput,
+    PredictRequest,
+)
 from service.http.traffic import install as install_traffic_limits
 from service.settings import API_ROUTES, SETTINGS, TOKENIZER_ROUTES
 
@@ -40,8 +50,10 @@ def install_process_wide() -> None:
     install_json_protocol_errors()
 
 
-# /predict_next's JSON requests, answered by service.http.direct_route once the worker registers its answer.
+# /predict_next's and /generate's JSON requests, answered by service.http.direct_route once the worker
+# registers its answers.
 PREDICT_NEXT_DIRECT = DirectHandler(PredictRequest)
+GENERATE_DIRECT = DirectHandler(GenerateRequest)
 # The /v1 and tokenizer routes' engine, set by the worker once it can serve.
 OPENAI = ServedSlot()
 
@@ -49,7 +61,7 @@ OPENAI = ServedSlot()
 def wear(service: Any) -> None:
     """Outermost first: every error as JSON in its route's shape, the API key, the body size limit,
     the published contract on /docs.json, the OpenAI and tokenizer routes, and /predict_next's
-    direct route (innermost: every layer above applies to it)."""
+    and /generate's direct route (innermost: every layer above applies to it)."""
     posted = {*API_ROUTES, "/v1/completions", "/tokenize", "/detokenize"}  # JSON bodies, else 415
     service.add_asgi_middleware(JSONErrors, api_routes=posted)
     service.add_asgi_middleware(ApiKey, key=SETTINGS.api_key, guarded={*API_ROUTES, *TOKENIZER_ROUTES})
@@ -64,14 +76,21 @@ def wear(service: Any) -> None:
     )
     service.add_asgi_middleware(OpenAIRoutes, served=OPENAI)
     service.add_asgi_middleware(
-        DirectRoute, path="/predict_next", handler=PREDICT_NEXT_DIRECT, server_name=service.name
+        DirectRoute,
+        handlers={"/predict_next": PREDICT_NEXT_DIRECT, "/generate": GENERATE_DIRECT},
+        server_name=service.name,
     )
 
 
-def answer_predict_next_directly(answer: Callable[[list[NextWordInput]], Awaitable[Response]]) -> None:
-    """Send /predict_next's JSON requests to ``answer`` by the direct route, where the settings allow it."""
+def answer_directly(
+    predict_next: Callable[[list[NextWordInput]], Awaitable[Response]],
+    generate: Callable[[list[GenerateInput]], Awaitable[Response]] | None = None,
+) -> None:
+    """Send /predict_next's (and, given, /generate's) JSON requests by the direct route, where the settings allow."""
     if SETTINGS.direct_route:
-        PREDICT_NEXT_DIRECT.serve(lambda request: answer(request.inputs))
+        PREDICT_NEXT_DIRECT.serve(lambda request: predict_next(request.inputs))
+        if generate is not None:
+            GENERATE_DIRECT.serve(lambda request: generate(request.inputs))
 
 
 def next_word_response(outputs: list[NextWordOutput]) -> Response:
@@ -82,3 +101,8 @@ def next_word_response(outputs: list[NextWordOutput]) -> Response:
     bottleneck under many clients (docs/benchmarks.md).
     """
     return Response(NEXT_WORD_OUTPUTS.dump_json(outputs), media_type="application/json")
+
+
+def generate_response(outputs: list[GenerateOutput]) -> Response:
+    """/generate's body in one pydantic-core call, for the reason ``next_word_response`` gives."""
+    return Response(GENERATE_OUTPUTS.dump_json(outputs), media_type="application/json")

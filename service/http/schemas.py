@@ -292,6 +292,7 @@ NextWordResults = Annotated[list[NextWordOutput], ContentType("application/json"
 # Builds a whole batch of the engine's answers (``NextWords`` dicts) and dumps it, each in one pydantic-core call.
 NEXT_WORD_OUTPUTS = TypeAdapter(list[NextWordOutput])
 GenerateResults = Annotated[list[GenerateOutput], ContentType("application/json")]
+GENERATE_OUTPUTS = TypeAdapter(list[GenerateOutput])
 
 
 def generate_output(generation: Generation) -> GenerateOutput:

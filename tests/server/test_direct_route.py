@@ -11,12 +11,12 @@ from bench.launcher import Server
 from tests.bad_requests import BAD_REQUESTS
 
 REQUESTS = [
-    b'{"inputs": [{"text": "the sun rises in the", "top_k": 3}]}',
-    b'{"inputs": [{"text": "the game was rel", "top_k": 2, "complete": true}, {"text": ""}]}',
-    b"{not json",
-    b"\xff\xfe",
-    b"",
-    *(json.dumps(body).encode() for path, body, _ in BAD_REQUESTS if path == "/predict_next"),
+    ("/predict_next", b'{"inputs": [{"text": "the sun rises in the", "top_k": 3}]}'),
+    ("/predict_next", b'{"inputs": [{"text": "the game was rel", "top_k": 2, "complete": true}, {"text": ""}]}'),
+    ("/generate", b'{"inputs": [{"prompt": "The game was", "max_new_tokens": 6, "seed": 7}]}'),
+    ("/generate", b'{"inputs": [{"prompt": "It", "max_new_tokens": 3, "temperature": 0}, {"prompt": "", "seed": 2}]}'),
+    *((path, body) for path in ("/predict_next", "/generate") for body in (b"{not json", b"\xff\xfe", b"")),
+    *((path, json.dumps(body).encode()) for path, body, _ in BAD_REQUESTS if path in ("/predict_next", "/generate")),
 ]
 SAME_HEADERS = ("content-type", "content-length", "server")
 
@@ -40,13 +40,13 @@ def test_the_direct_route_answers_as_bentomls_route(client: httpx.Client, tiny_m
     env = {"NEXTWORD_MODEL": tiny_model_tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_DIRECT_ROUTE": "off"}
     with Server(env=env) as other, httpx.Client(base_url=other.url, timeout=60) as bentoml_route:
         answered = direct_answers(client)
-        for body in REQUESTS:
-            direct = client.post("/predict_next", content=body, headers={"content-type": "application/json"})
-            routed = bentoml_route.post("/predict_next", content=body, headers={"content-type": "application/json"})
-            assert direct.status_code == routed.status_code, body
-            assert direct.json() == routed.json(), body
+        for path, body in REQUESTS:
+            direct = client.post(path, content=body, headers={"content-type": "application/json"})
+            routed = bentoml_route.post(path, content=body, headers={"content-type": "application/json"})
+            assert direct.status_code == routed.status_code, (path, body)
+            assert direct.json() == routed.json(), (path, body)
             for name in SAME_HEADERS:
-                assert direct.headers.get(name) == routed.headers.get(name), (body, name)
+                assert direct.headers.get(name) == routed.headers.get(name), (path, body, name)
         # The comparison is between the two routes: each request took the one its server was set to.
         assert direct_answers(client) == answered + len(REQUESTS)
         assert direct_answers(bentoml_route) == 0

@@ -1,4 +1,4 @@
-"""The direct route: /predict_next's JSON requests answered by our ASGI layer, as BentoML's route answers them.
+"""The direct route: /predict_next's and /generate's JSON requests answered by our ASGI layer, as BentoML's would.
 
 The layer alone, around a plain ASGI app standing for BentoML's route: which
 requests it takes and which it passes on, and its answers to bad bodies and
@@ -16,7 +16,7 @@ import pytest
 from starlette.responses import Response
 
 from service.http.direct_route import DirectHandler, DirectRoute
-from service.http.schemas import NextWordInput, PredictRequest
+from service.http.schemas import GenerateRequest, NextWordInput, PredictRequest
 
 
 async def bentoml_stand_in(scope, receive, send) -> None:
@@ -42,7 +42,7 @@ def direct_app(answer=None) -> tuple[DirectRoute, DirectHandler, list[list[NextW
     handler = DirectHandler(PredictRequest)
     if answer is not False:
         handler.serve(answer or echo)
-    return DirectRoute(bentoml_stand_in, path="/predict_next", handler=handler, server_name="nextword"), handler, seen
+    return DirectRoute(bentoml_stand_in, handlers={"/predict_next": handler}, server_name="nextword"), handler, seen
 
 
 GOOD = b'{"inputs": [{"text": "the sun", "top_k": 3}]}'
@@ -92,3 +92,18 @@ def test_a_failing_handler_gets_a_500_without_its_details() -> None:
     response = call(app, "POST", "/predict_next", GOOD)
     assert response.status_code == 500 and "secret" not in response.text
     assert response.json()["error"].startswith("An unexpected error")
+
+
+def test_each_path_goes_to_its_own_handler_and_model() -> None:
+    async def prompts(request: GenerateRequest) -> Response:
+        return Response(json.dumps([i.prompt for i in request.inputs]), media_type="application/json")
+
+    predict, generate = DirectHandler(PredictRequest), DirectHandler(GenerateRequest)
+    predict.serve(lambda request: asyncio.sleep(0, Response(b'"predicted"', media_type="application/json")))
+    generate.serve(prompts)
+    app = DirectRoute(bentoml_stand_in, handlers={"/predict_next": predict, "/generate": generate}, server_name="x")
+    assert call(app, "POST", "/predict_next", GOOD).json() == "predicted"
+    assert call(app, "POST", "/generate", b'{"inputs": [{"prompt": "once"}]}').json() == ["once"]
+    wrong = call(app, "POST", "/generate", GOOD)  # /predict_next's body is not /generate's
+    assert wrong.status_code == 400 and wrong.json()["error"].endswith("validation error for GenerateRequest")
+    assert call(app, "POST", "/generate_stream", b'{"inputs": [{"prompt": "once"}]}').text == "passed on"
