@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench import peers_generation
+from bench import peers_generation, serving_cpu
 from bench.launcher import REPO, Server
 from bench.peers.kserve import MODEL_PATH, infer_body
 from bench.run import one_input, wrk
@@ -78,6 +78,17 @@ def peer(name: str, model: str, peers_python: str, *options: str) -> Server:
 
 
 GENERATION_BATCHING = (32, 0.001)  # each peer's batcher for whole generations: up to 32 requests, 1 ms wait
+
+
+def predict_starts(
+    model: str, peers_python: str, kept: dict[str, tuple[int, float]]
+) -> dict[str, Callable[[], Server]]:
+    """Every server as it serves /predict_next, each tunable peer with its kept batching."""
+    return {
+        "nextword": lambda: Server(env={"NEXTWORD_MODEL": model}),
+        "nextword_bentoml_route": lambda: Server(env={"NEXTWORD_MODEL": model, "NEXTWORD_DIRECT_ROUTE": "off"}),
+        "plain_fastapi": lambda: peer("plain_fastapi", model, peers_python),
+    } | {name: partial(peer, name, model, peers_python, *TUNABLE[name].options(*kept[name])) for name in TUNABLE}
 
 
 def generation_starts(model: str, peers_python: str) -> dict[str, Callable[[], Server]]:
@@ -136,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "peers.json"))
     parser.add_argument("--generation-seconds", type=float, default=10, help="seconds per generation run")
+    parser.add_argument("--cpu-seconds", type=float, default=8, help="seconds per serving-CPU run")
     parser.add_argument(
         "--peers-python", default=PEERS_PYTHON, help="the Python of Ray Serve's and Triton's environment"
     )
@@ -148,14 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     loads = [("1 input", 1, c) for c in CLIENTS] + [("32 inputs", 32, 8)]
     runs: dict[str, dict[str, list[dict]]] = {s: {f"{kind}@{c}": [] for kind, _, c in loads} for s in SERVERS}
-    starts = {
-        "nextword": lambda: Server(env={"NEXTWORD_MODEL": args.model}),
-        "nextword_bentoml_route": lambda: Server(env={"NEXTWORD_MODEL": args.model, "NEXTWORD_DIRECT_ROUTE": "off"}),
-        "plain_fastapi": lambda: peer("plain_fastapi", args.model, args.peers_python),
-    } | {
-        name: partial(peer, name, args.model, args.peers_python, *TUNABLE[name].options(*kept[name]))
-        for name in TUNABLE
-    }
+    starts = predict_starts(args.model, args.peers_python, kept)
     # One server at a time (LitServe's idle worker loop alone takes a fifth of a core), in rounds.
     for round_number in range(1, args.rounds + 1):
         for name, start in starts.items():
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     peers = SERVERS[2:]
     best = max(peers, key=lambda name: s[name]["1 input@64"]["rps_median"])
     results["best_peer_at_64"] = best
+    print("the serving stack's share of CPU per request:")
+    results["serving_cpu"] = serving_cpu.compare(starts, path_and_body, args.cpu_seconds, min(args.rounds, 2))
     print("generation against the peers (mixed 5- and 200-token load):")
     results["generation"] = peers_generation.compare(
         generation_starts(args.model, args.peers_python), args.generation_seconds, min(args.rounds, 3)
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         / min(s[name]["1 input@1"]["p50_ms_median"] for name in peers),
     }
     print(report(results))
+    print(serving_cpu.report(results["serving_cpu"]))
     print(peers_generation.report(results["generation"]))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
