@@ -11,7 +11,9 @@ peer's batching is tuned first: a short sweep over batch size and wait at 64
 clients, the best kept and printed. Ray Serve and Triton (PyTriton) run from
 their own environment, ``--peers-python`` (``.venv-peers``, which ``make
 bench-peers`` makes); Triton is sent its own protocol's body (KServe v2,
-``bench.peers.kserve``) with the same inputs. Writes
+``bench.peers.kserve``) with the same inputs. Then, with the same servers,
+the serving stack's share of CPU per request (``bench.serving_cpu``) and
+generation against the peers (``bench.peers_generation``). Writes
 ``bench/results/peers.json`` and a plot, ``bench/results/peers.png``
 (requests/s against clients, per server).
 """
