@@ -2,10 +2,10 @@
 
 Usage (``bench.peers_run`` calls it; alone, with the batching that run kept)::
 
-    python -m bench.serving_cpu --model nextword:latest [--seconds 8] [--rounds 2]
+    python -m bench.serving_cpu --model nextword:latest [--clients 64] [--seconds 8] [--rounds 2]
 
-Every server answers the same ``/predict_next`` load (64 clients, one input
-per request, wrk), one server at a time. Its CPU per request is the CPU time
+Every server answers the same ``/predict_next`` load (64 clients unless
+told, one input per request, wrk), one server at a time. Its CPU per request is the CPU time
 (psutil, user + system) of its whole process tree over a run without the
 profiler: a BentoML server's arbiter and worker, Ray's proxy, replica,
 controller and raylet, Triton's C++ server and its Python backend stubs. The
@@ -84,20 +84,20 @@ def model_fractions(raw: str) -> dict[int, float]:
     return {pid: model[pid] / busy[pid] for pid in busy}
 
 
-def measure(server: Server, path: str, body: object, seconds: float, rate: int) -> dict:
+def measure(server: Server, path: str, body: object, seconds: float, rate: int, clients: int = CLIENTS) -> dict:
     """CPU ms per request, the model's and the stack's, for one started server."""
     url = server.url + path
-    wrk(url, body, CLIENTS, 2)  # warm-up: lazily started processes and threads exist by now
+    wrk(url, body, clients, 2)  # warm-up: lazily started processes and threads exist by now
     processes = process_tree(server.process.pid)
     before = cpu_seconds(processes)
-    run = wrk(url, body, CLIENTS, seconds)
+    run = wrk(url, body, clients, seconds)
     after = cpu_seconds(processes)
     used = {pid: after[pid] - before[pid] for pid in after if pid in before}
 
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder) / "raw.txt"
         load = subprocess.Popen(  # wrk runs a little longer than py-spy records
-            [sys.executable, "-c", f"from bench.run import wrk; wrk({url!r}, {body!r}, {CLIENTS}, {seconds + 2})"],
+            [sys.executable, "-c", f"from bench.run import wrk; wrk({url!r}, {body!r}, {clients}, {seconds + 2})"],
             cwd=REPO,
         )
         time.sleep(1)
@@ -129,21 +129,24 @@ def compare(
     seconds: float,
     rounds: int,
     rate: int = 100,
+    clients: int = CLIENTS,
 ) -> dict:
     """Each server, in interleaved rounds; medians."""
     runs: dict[str, list[dict]] = {name: [] for name in starts}
     for round_number in range(1, rounds + 1):
         for name, start in starts.items():
             with start() as server:
-                runs[name].append(measure(server, *path_and_body(name, 1), seconds, rate))
+                runs[name].append(measure(server, *path_and_body(name, 1), seconds, rate, clients))
         print(f"  serving CPU round {round_number} of {rounds} done")
-    return {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in runs.items()}
+    medians = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for name, rs in runs.items()}
+    return {name: {"clients": clients, **m} for name, m in medians.items()}
 
 
 def report(results: dict) -> str:
+    clients = next(iter(results.values()))["clients"]
     lines = [
         "",
-        f"CPU per request at {CLIENTS} clients, one input per request (the server's whole process tree), medians",
+        f"CPU per request at {clients} clients, one input per request (the server's whole process tree), medians",
         f"  {'server':22s} {'req/s':>6s} {'processes':>9s} {'CPU ms':>7s} {'model ms':>9s} {'stack ms':>9s}"
         f" {'stack share':>11s}",
     ]
@@ -158,10 +161,11 @@ def report(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.peers_run import PEERS_PYTHON, path_and_body, predict_starts
+    from bench.peers_run import PEERS_PYTHON, SERVERS, path_and_body, predict_starts
 
     parser = argparse.ArgumentParser(prog="python -m bench.serving_cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="nextword:latest")
+    parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
@@ -169,10 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         "--batching", default=str(REPO / "bench" / "results" / "peers.json"), help="the peers' kept batching"
     )
     parser.add_argument("--peers-python", default=PEERS_PYTHON)
+    parser.add_argument("--servers", help="a comma-separated subset of: " + ", ".join(SERVERS))
     args = parser.parse_args(argv)
     batching = json.loads(Path(args.batching).read_text())["batching"]
     kept = {name: (b["max_batch_size"], b["wait_s"]) for name, b in batching.items()}
-    results = compare(predict_starts(args.model, args.peers_python, kept), path_and_body, args.seconds, args.rounds)
+    starts = predict_starts(args.model, args.peers_python, kept)
+    if args.servers:
+        starts = {name: starts[name] for name in args.servers.split(",")}
+    results = compare(starts, path_and_body, args.seconds, args.rounds, args.rate, args.clients)
     print(report(results))
     return 0
 
