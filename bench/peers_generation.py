@@ -11,7 +11,7 @@ rounds: the short requests' p50 and p99, and tokens/s.
 
 Usage (``bench.peers_run`` calls it; alone)::
 
-    python -m bench.peers_generation --model nextword:latest [--seconds 10] [--rounds 3]
+    python -m bench.peers_generation --model nextword:latest [--seconds 10] [--rounds 3] [--servers a,b]
 """
 
 from __future__ import annotations
@@ -123,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peers-python", default=PEERS_PYTHON)
+    parser.add_argument("--servers", help="a comma-separated subset, nextword first: nextword,plain_fastapi")
     args = parser.parse_args(argv)
-    results = compare(generation_starts(args.model, args.peers_python), args.seconds, args.rounds)
+    starts = generation_starts(args.model, args.peers_python)
+    if args.servers:
+        starts = {name: starts[name] for name in args.servers.split(",")}
+    results = compare(starts, args.seconds, args.rounds)
     print(report(results))
     return 0
 
