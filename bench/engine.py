@@ -64,10 +64,10 @@ def generate_load(url: str, mixed: bool, seconds: float) -> dict:
         clients += [generate_client(url, "long", 200) for _ in range(16)]
     else:
         clients = [generate_client(url, "uniform", 20) for _ in range(32)]
-    samples, wall = asyncio.run(closed_loop(clients, seconds))
-    result = {"tokens_per_s": sum(s.tokens for s in samples) / wall, "errors": sum(s.status != 200 for s in samples)}
+    run = asyncio.run(closed_loop(clients, seconds))
+    result = {"tokens_per_s": run.tokens_per_s(), "errors": sum(s.status != 200 for s in run.samples)}
     for kind in ("short", "long") if mixed else ("uniform",):
-        result[kind] = latency_ms(samples, kind)
+        result[kind] = latency_ms(run.samples, kind)
     return result
 
 
@@ -106,21 +106,21 @@ def many_typists(url: str, words: list[str], seconds: float) -> dict:
             "typing",
         )
 
-    samples, wall = asyncio.run(closed_loop([typist(i) for i in range(TYPISTS)], seconds))
-    ok = [s for s in samples if s.status == 200]
-    return {"rps": len(ok) / wall, **latency_ms(samples), "errors": len(samples) - len(ok)}
+    run = asyncio.run(closed_loop([typist(i) for i in range(TYPISTS)], seconds))
+    ok = [s for s in run.samples if s.status == 200]
+    return {"rps": len(ok) / run.wall_s, **latency_ms(run.samples), "errors": len(run.samples) - len(ok)}
 
 
 def streaming(url: str, seconds: float) -> dict:
     body = {"inputs": [{"prompt": PROMPT, "max_new_tokens": 20, "temperature": 0.8, "top_k": 40}]}
     clients = [lambda session, n: stream(session, url + "/generate_stream", body, "stream")] * 32
-    samples, wall = asyncio.run(closed_loop(clients, seconds))
-    firsts = [s.first_token_s for s in samples if s.first_token_s is not None]
+    run = asyncio.run(closed_loop(clients, seconds))
+    firsts = [s.first_token_s for s in run.samples if s.first_token_s is not None]
     return {
         "ttft_p50_ms": percentile(firsts, 50) * 1000,
         "ttft_p99_ms": percentile(firsts, 99) * 1000,
-        "tokens_per_s": sum(s.tokens for s in samples) / wall,
-        "errors": sum(s.status != 200 for s in samples),
+        "tokens_per_s": run.tokens_per_s(),
+        "errors": sum(s.status != 200 for s in run.samples),
     }
 
 

@@ -3,8 +3,9 @@
 Usage::
 
     clients = [lambda session, n: post(session, url + "/generate", body, "short")] * 32
-    samples, wall_s = asyncio.run(closed_loop(clients, seconds=10))
-    latency_ms(samples, "short")   # {"p50_ms": ..., "p99_ms": ..., "n": ...}
+    run = asyncio.run(closed_loop(clients, seconds=10))
+    run.tokens_per_s()                 # tokens generated within the 10 s
+    latency_ms(run.samples, "short")   # {"p50_ms": ..., "p99_ms": ..., "n": ...}
 """
 
 from __future__ import annotations
@@ -30,6 +31,37 @@ class Sample:
     # A 429's kind: the engine's "overloaded" (at once) or "shed" (from the queue), else BentoML's
     # concurrency limit ("concurrency", whose body has no detail).
     refusal: str = ""
+    started: float = 0.0  # time.perf_counter() when it was sent
+
+
+@dataclass
+class LoadRun:
+    """A closed loop's answers, and the window in which its clients sent requests."""
+
+    samples: list[Sample]
+    started: float  # time.perf_counter() when the clients began
+    seconds: float  # how long they kept sending
+    wall_s: float  # until the last answer
+
+    def tokens_per_s(self) -> float:
+        """Tokens generated within the window: each answer's tokens spread evenly over its time.
+
+        Requests under way at the end are waited for, but past the deadline
+        the load is no longer the one measured: the clients that finish first
+        stop, and the rest run alone (in a mixed load, the long requests decode
+        without the short ones beside them). Dividing every token by the wall
+        time until the last answer charged that tail's rate to the load, more
+        the longer a server's long requests take, and where the deadline fell
+        in their cycle moved it by up to a tenth from run to run.
+        """
+        end = self.started + self.seconds
+        inside = 0.0
+        for sample in self.samples:
+            finished = sample.started + sample.seconds
+            overlap = min(finished, end) - max(sample.started, self.started)
+            if sample.tokens and overlap > 0:  # then its seconds are too
+                inside += sample.tokens * min(1.0, overlap / sample.seconds)
+        return inside / self.seconds
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: dict, kind: str) -> Sample:
@@ -43,7 +75,7 @@ async def post(session: aiohttp.ClientSession, url: str, body: dict, kind: str) 
     if response.status == 429:
         detail = json.loads(payload).get("detail") or [{}]
         refusal = detail[0].get("type", "concurrency")
-    return Sample(kind, response.status, seconds, tokens, refusal=refusal)
+    return Sample(kind, response.status, seconds, tokens, refusal=refusal, started=started)
 
 
 async def stream(session: aiohttp.ClientSession, url: str, body: dict, kind: str) -> Sample:
@@ -55,7 +87,7 @@ async def stream(session: aiohttp.ClientSession, url: str, body: dict, kind: str
                 tokens += 1
                 if first is None:
                     first = time.perf_counter() - started
-    return Sample(kind, response.status, time.perf_counter() - started, tokens, first)
+    return Sample(kind, response.status, time.perf_counter() - started, tokens, first, started=started)
 
 
 @contextlib.contextmanager
@@ -80,11 +112,11 @@ def no_collector_pauses() -> Iterator[None]:
 Client = Callable[[aiohttp.ClientSession, int], "asyncio.Future[Sample]"]
 
 
-async def closed_loop(clients: list[Client], seconds: float) -> tuple[list[Sample], float]:
+async def closed_loop(clients: list[Client], seconds: float) -> LoadRun:
     """Each client sends its next request as soon as the last is answered, for ``seconds``.
 
     Returns every sample and the wall time until the last answer (requests
-    under way at the end are waited for, so a slow tail counts).
+    under way at the end are waited for, so a slow tail counts in latency).
     """
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
@@ -101,7 +133,7 @@ async def closed_loop(clients: list[Client], seconds: float) -> tuple[list[Sampl
                     n += 1
 
             await asyncio.gather(*(loop(client) for client in clients))
-            return samples, time.perf_counter() - started
+            return LoadRun(samples, started, seconds, time.perf_counter() - started)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -55,7 +55,7 @@ async def post(session: aiohttp.ClientSession, url: str, body: dict, kind: str) 
     async with session.post(url, json=body) as response:
         payload = await response.read()
     tokens = generated_tokens(payload) if response.status == 200 else 0
-    return Sample(kind, response.status, time.perf_counter() - started, tokens)
+    return Sample(kind, response.status, time.perf_counter() - started, tokens, started=started)
 
 
 def mixed_load(server: str, url: str, seconds: float) -> dict:
@@ -64,11 +64,11 @@ def mixed_load(server: str, url: str, seconds: float) -> dict:
         path, body = request_for(server, tokens)
         for _ in range(CLIENTS_PER_KIND):
             clients.append(lambda session, n, path=path, body=body, kind=kind: post(session, url + path, body, kind))
-    samples, wall = asyncio.run(closed_loop(clients, seconds))
+    run = asyncio.run(closed_loop(clients, seconds))
     return {
-        "tokens_per_s": sum(s.tokens for s in samples) / wall,
-        "errors": sum(s.status != 200 for s in samples),
-        **{kind: latency_ms(samples, kind) for kind in KINDS},
+        "tokens_per_s": run.tokens_per_s(),
+        "errors": sum(s.status != 200 for s in run.samples),
+        **{kind: latency_ms(run.samples, kind) for kind in KINDS},
     }
 
 

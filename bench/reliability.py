@@ -39,9 +39,9 @@ HOG = "while True: pass"
 
 def throughput(url: str, path: str, body: dict, clients: int, seconds: float) -> dict:
     client = lambda session, n: post(session, url + path, body, path)  # noqa: E731
-    samples, wall = asyncio.run(closed_loop([client] * clients, seconds))
-    ok = [s for s in samples if s.status == 200]
-    return {"rps": len(ok) / wall, **latency_ms(samples), "errors": len(samples) - len(ok)}
+    run = asyncio.run(closed_loop([client] * clients, seconds))
+    ok = [s for s in run.samples if s.status == 200]
+    return {"rps": len(ok) / run.wall_s, **latency_ms(run.samples), "errors": len(run.samples) - len(ok)}
 
 
 def noisy(model: str, seconds: float, rounds: int = 2) -> dict:
@@ -73,8 +73,8 @@ def soak(model: str, minutes: float, share: float = 0.7) -> dict:
         url = server.url
         mix = [("/predict_next", PREDICT_BODY)] * 4 + [("/generate", GENERATE_BODY)]  # 4 : 1
         clients = [lambda session, n, p=p, b=b: post(session, url + p, b, p) for p, b in mix * 8]
-        samples, wall = asyncio.run(closed_loop(clients, 15))  # saturation, which also warms up
-        saturated = sum(s.status == 200 for s in samples) / wall
+        run = asyncio.run(closed_loop(clients, 15))  # saturation, which also warms up
+        saturated = sum(s.status == 200 for s in run.samples) / run.wall_s
         rate = share * saturated
         minutes_out = asyncio.run(fixed_rate(url, mix, rate, minutes, server))
     first = minutes_out[0]["worker_rss_mb"]

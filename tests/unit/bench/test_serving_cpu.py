@@ -1,13 +1,10 @@
-"""Reading py-spy's samples into the model's share of each process, and the load generator's quiet collector."""
+"""Reading py-spy's samples into the model's share of each process."""
 
 from __future__ import annotations
-
-import gc
 
 import pytest
 
 from bench.launcher import REPO
-from bench.load import no_collector_pauses
 from bench.serving_cpu import model_fractions
 
 SERVER = 'process 10:"python -m bench.peers.triton --port 1"'
@@ -34,11 +31,3 @@ def test_each_process_gets_the_share_of_its_busy_samples_inside_the_predictor() 
 def test_a_frame_outside_this_repository_named_models_is_not_the_model() -> None:
     raw = f"{SERVER};thread (10): MainThread;get (/x/site-packages/bentoml/models/__init__.py:5) 10"
     assert model_fractions(raw) == {10: 0.0}
-
-
-def test_the_collector_is_off_inside_and_back_after() -> None:
-    assert gc.isenabled()
-    with no_collector_pauses():
-        assert not gc.isenabled()
-        assert gc.get_freeze_count() > 0
-    assert gc.isenabled() and gc.get_freeze_count() == 0
