@@ -233,8 +233,8 @@ class Settings:
         With ``spare_loop_core`` one core is left to the worker's event loop:
         short requests keep the loop as busy as the model, and a torch thread
         that shares a core with it stalls the others at every OpenMP barrier.
-        /generate (many decode steps, an idle loop) takes every core
-        (docs/benchmarks.md has both measured). An explicit
+        /generate's large decode steps take every core
+        (``service.engine.threads``; docs/benchmarks.md has both measured). An explicit
         NEXTWORD_TORCH_THREADS is used as is.
         """
         if self.torch_threads:

@@ -9,8 +9,12 @@ Usage::
 Small batches run on one thread: for them, waking a second idle core costs
 more than it saves, while large batches gain from every core. A
 /predict_next batch leaves one core to the event loop, which short requests
-keep as busy as the model; decode steps come with an idle loop and take all
-cores. ``docs/benchmarks.md`` has the measurements behind both.
+keep as busy as the model. So does a decode step of fewer than
+``LARGE_DECODE_STEP`` rows: in process two threads run it faster, but served,
+the loop wakes for every step's tokens and for the requests coming and
+going, and each time it takes a core from the OpenMP team the whole step
+waits at the next barrier; only a long step amortizes that.
+``docs/benchmarks.md`` has the measurements behind each.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 SMALL_BATCH = 8  # batches smaller than this run on one torch thread
+LARGE_DECODE_STEP = 64  # decode steps of this many rows and more take every core
 
 
 @dataclass(frozen=True)
@@ -36,4 +41,4 @@ class TorchThreads:
 
     def for_generate(self, rows: int) -> None:
         """Set torch's threads for a decode step or prefill of ``rows``."""
-        self.use_for(rows, spare_loop_core=False)
+        self.use_for(rows, spare_loop_core=rows < LARGE_DECODE_STEP)

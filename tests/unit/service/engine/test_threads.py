@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from service.engine.threads import SMALL_BATCH, TorchThreads
+from service.engine.threads import LARGE_DECODE_STEP, SMALL_BATCH, TorchThreads
 
 
 def threads_after(threads: TorchThreads, rows: int, spare_loop_core: bool) -> int:
@@ -34,17 +34,16 @@ def test_small_batches_run_on_one_thread_and_large_ones_on_their_share(
     assert threads_after(TorchThreads(large_batch=3, large_predict_batch=2), rows, spare_loop_core) == expected
 
 
-def test_a_generate_step_takes_the_large_share() -> None:
+def test_a_large_generate_step_takes_every_core_and_a_smaller_one_leaves_the_loop_one() -> None:
     threads = TorchThreads(large_batch=3, large_predict_batch=2)
     seen: list[int] = []
 
     def run() -> None:
-        threads.for_generate(64)
-        seen.append(torch.get_num_threads())
-        threads.for_generate(2)
-        seen.append(torch.get_num_threads())
+        for rows in (LARGE_DECODE_STEP, LARGE_DECODE_STEP - 1, SMALL_BATCH, SMALL_BATCH - 1, 128):
+            threads.for_generate(rows)
+            seen.append(torch.get_num_threads())
 
     worker = threading.Thread(target=run)
     worker.start()
     worker.join()
-    assert seen == [3, 1]
+    assert seen == [3, 2, 2, 1, 3]
