@@ -35,7 +35,7 @@ from service import metrics
 from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
 from service.engine.inference import load_predictor
 from service.engine.job import Overloaded, Shed
-from service.engine.model_thread import ModelThread
+from service.engine.model_thread import GIL_SWITCH_INTERVAL_S, ModelThread
 from service.engine.scheduler import Scheduler, SchedulerConfig
 from service.engine.threads import TorchThreads
 from service.engine.types import NextWordQuery
@@ -68,11 +68,6 @@ from service.settings import SETTINGS
 
 logger = logging.getLogger("nextword")
 install_process_wide()
-
-# The model thread needs the GIL back from the busy event loop to collect each
-# finished batch, and Python makes it wait up to the switch interval (5 ms by
-# default); docs/benchmarks.md has what the shorter one gains.
-GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 def stored_model_or_exit(tag: str) -> bentoml.Model:

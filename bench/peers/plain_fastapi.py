@@ -2,7 +2,8 @@
 
 What the service would be without BentoML: the same ``Predictor`` (state
 cache included), the same greedy ``MicroBatcher`` on one model thread (a lone request on the loop's), the
-same request and response bodies, uvicorn with uvloop and httptools. It
+same request and response bodies, the same process settings (the GIL switch interval, the
+start-up's objects frozen out of the garbage collector's reach), uvicorn with uvloop and httptools. It
 answers ``POST /predict_next`` and ``POST /generate``, the latter batched by
 request (each batch decoded to its end: no continuous batching).
 
@@ -14,6 +15,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
+import sys
 
 import bentoml
 import torch
@@ -23,7 +26,7 @@ from fastapi import FastAPI
 from models.device import pick_device
 from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
 from service.engine.inference import load_predictor
-from service.engine.model_thread import ModelThread
+from service.engine.model_thread import GIL_SWITCH_INTERVAL_S, ModelThread
 from service.engine.threads import TorchThreads
 from service.engine.types import GenerationRequest, NextWordQuery
 from service.http.schemas import (
@@ -38,6 +41,7 @@ from service.settings import SETTINGS
 
 
 def create_app(model_tag: str) -> FastAPI:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     model_thread = ModelThread("peer-model")
     device = pick_device(SETTINGS.device)
     threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
@@ -70,6 +74,7 @@ def create_app(model_tag: str) -> FastAPI:
     async def ready() -> str:
         return "ok"
 
+    gc.freeze()  # as the service does after start-up: full collections no longer walk torch and the model
     return app
 
 

@@ -19,6 +19,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# The model thread needs the GIL back from the busy event loop to collect each
+# finished batch, and Python makes it wait up to the switch interval (5 ms by
+# default); the process sets this shorter one (docs/benchmarks.md has the gain).
+GIL_SWITCH_INTERVAL_S = 0.0002
 
 
 class ModelThread(ThreadPoolExecutor):
