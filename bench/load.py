@@ -59,8 +59,8 @@ class LoadRun:
         for sample in self.samples:
             finished = sample.started + sample.seconds
             overlap = min(finished, end) - max(sample.started, self.started)
-            if sample.tokens and overlap > 0:  # then its seconds are too
-                inside += sample.tokens * min(1.0, overlap / sample.seconds)
+            if sample.tokens and overlap > 0:  # then its seconds are too, and at least the overlap
+                inside += sample.tokens * overlap / sample.seconds
         return inside / self.seconds
 
 
@@ -115,8 +115,9 @@ Client = Callable[[aiohttp.ClientSession, int], "asyncio.Future[Sample]"]
 async def closed_loop(clients: list[Client], seconds: float) -> LoadRun:
     """Each client sends its next request as soon as the last is answered, for ``seconds``.
 
-    Returns every sample and the wall time until the last answer (requests
-    under way at the end are waited for, so a slow tail counts in latency).
+    Returns every sample, the window the clients sent in, and the wall time
+    until the last answer (requests under way at the end are waited for, so
+    a slow tail counts in latency).
     """
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
