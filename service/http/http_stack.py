@@ -29,6 +29,7 @@ from service.http.openai.contract import openai_contract
 from service.http.openai.routes import OpenAIRoutes, ServedSlot
 from service.http.openapi import ServeContract
 from service.http.protocol_errors import install as install_json_protocol_errors
+from service.http.request_metrics import install as install_request_metrics
 from service.http.schemas import (
     GENERATE_OUTPUTS,
     NEXT_WORD_OUTPUTS,
@@ -44,8 +45,10 @@ from service.settings import API_ROUTES, SETTINGS, TOKENIZER_ROUTES
 
 
 def install_process_wide() -> None:
-    """BentoML's request timeout fixed, client errors logged in one line, malformed HTTP answered in JSON."""
+    """BentoML's request timeout fixed and its request metrics bounded, client errors logged in one line,
+    malformed HTTP answered in JSON."""
     install_traffic_limits()
+    install_request_metrics()
     install_quiet_client_errors()
     install_json_protocol_errors()
 

@@ -63,3 +63,33 @@ def test_bentomls_request_metrics_count_the_direct_routes_answers(client: httpx.
     client.post("/predict_next", json={"inputs": []})
     assert request_count(client, "200") == ok + 3
     assert request_count(client, "400") == bad + 1
+
+
+def series(client: httpx.Client, family: str) -> list[dict[str, str]]:
+    """The label sets of a metric family's samples on /metrics."""
+    return [
+        sample.labels
+        for found in text_string_to_metric_families(client.get("/metrics").text)
+        if found.name == family
+        for sample in found.samples
+    ]
+
+
+def test_paths_a_client_makes_up_add_no_series_to_the_request_metrics(client: httpx.Client) -> None:
+    """Each new label value is a new series kept for the server's life: made-up paths share one."""
+    for n in range(40):
+        client.get(f"/no-such-route-{n}")
+        client.post(f"/predict_next/{n}", json={"inputs": [{"text": "the"}]})
+        client.get(f"/v1/models/made-up-{n}")
+    before = {
+        family: len(series(client, family))
+        for family in ("bentoml_service_request", "bentoml_service_request_duration_seconds")
+    }
+    for n in range(40, 80):
+        client.get(f"/no-such-route-{n}")
+        client.get(f"/v1/models/made-up-{n}")
+    for family, count in before.items():
+        assert len(series(client, family)) == count, family
+    endpoints = {labels["endpoint"] for labels in series(client, "bentoml_service_request")}
+    assert {"other", "/v1/models/{model}"} <= endpoints
+    assert not any("no-such-route" in endpoint or "made-up" in endpoint for endpoint in endpoints)
