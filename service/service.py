@@ -210,11 +210,10 @@ class NextWord:
         self.threads.use_for(len(queries), spare_loop_core=True)
         started = time.perf_counter()
         answers = self.predictor.predict_next(queries)
-        metrics.INFERENCE_SECONDS.labels("predict_next").observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.labels("predict_next").observe(len(queries))
-        metrics.UNKNOWN_TOKENS.labels("predict_next").inc(sum(answer["unknown"] for answer in answers))
+        recorded = metrics.for_endpoint("predict_next")
+        recorded.record_batch(len(queries), time.perf_counter() - started, sum(answer["unknown"] for answer in answers))
         metrics.record_cache(self.predictor.cache)
-        metrics.record_tokens("predict_next", self.predictor.take_tally())
+        recorded.record_tokens(self.predictor.take_tally())
         # One pydantic-core call for the batch, here on the model thread rather than the busy event loop.
         return NEXT_WORD_OUTPUTS.validate_python(answers)
 

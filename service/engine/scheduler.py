@@ -218,12 +218,12 @@ class Scheduler:
         for row in report.left:
             self._leave(row)
             metrics.GENERATE_CANCELLED.inc()
-        metrics.record_tokens("generate", report.tally)
-        if report.joined:
-            metrics.UNKNOWN_TOKENS.labels("generate").inc(sum(row.prompt.unknown for row in report.joined))
+        recorded = metrics.for_endpoint("generate")
+        recorded.record_tokens(report.tally)
         if report.rows:
-            metrics.BATCH_SIZE.labels("generate").observe(report.rows)
-            metrics.INFERENCE_SECONDS.labels("generate").observe(report.seconds)
+            recorded.record_batch(report.rows, report.seconds, sum(row.prompt.unknown for row in report.joined))
+        elif report.joined:
+            metrics.add(recorded.unknown_tokens, sum(row.prompt.unknown for row in report.joined))
         metrics.TOKENS_GENERATED.inc(generated)
         metrics.GENERATE_ROWS.labels("running").set(report.running)
         metrics.GENERATE_ROWS.labels("queued").set(report.queued)
@@ -346,7 +346,7 @@ class Scheduler:
     def _score(self, rows: list[list[int]], top: int) -> list[list[TokenLogprob | None]]:
         self.threads_for(self.config.max_rows)  # a prompt's positions are scored as one large batch
         scored = self.predictor.score(rows, top)
-        metrics.record_tokens("score", self.predictor.take_tally())
+        metrics.for_endpoint("score").record_tokens(self.predictor.take_tally())
         return scored
 
     def calibrate(self, seconds: float = 0.3) -> None:
