@@ -19,7 +19,7 @@ Usage::
 
     scorer = compile_scorer(bundle.model, bundle.config.log_probabilities)  # a model loaded with torch.jit.load
     hidden, state = scorer.prefill(tokens, lengths, state, hidden)
-    top = scorer.top_words(tokens, lengths, state, hidden, k, line_break_id)  # a TopWords
+    top = TopWords(*scorer.top_words(tokens, lengths, state, hidden, k, line_break_id))
     # tokens (B, T) ids, lengths (B,), state (S, L, B, H), hidden (B, H) the top-layer
     # output before ``tokens`` (read only where a length is 0)
 """
@@ -43,7 +43,13 @@ ROWS_PER_DECODE = 32
 
 
 class TopWords(NamedTuple):
-    """``Scorer.top_words``' answer for B rows."""
+    """``Scorer.top_words``' answer for B rows: ``TopWords(*scorer.top_words(...))``.
+
+    The scripted method returns a plain tuple of these fields: a NamedTuple
+    returned from TorchScript makes Python build its class anew at every call
+    (``collections.namedtuple``, which compiles source), which cost more than a
+    lone typist's whole decode.
+    """
 
     probs: Tensor  # (B, k) probabilities of the likeliest next words, likeliest first
     ids: Tensor  # (B, k) their vocabulary ids
@@ -105,8 +111,8 @@ class Scorer(nn.Module):
         completing: Tensor | None = None,
         low: Tensor | None = None,
         high: Tensor | None = None,
-    ) -> TopWords:
-        """The k likeliest next words after each row, and each row's probability of ``line_break_id``.
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``TopWords``' fields: the k likeliest next words after each row, and its probability of ``line_break_id``.
 
         With ``sorted_ids`` (W,), the word ids in sorted order (``models.completion``),
         the rows listed in ``completing`` (C,) keep only the words at sorted places
@@ -126,12 +132,12 @@ class Scorer(nn.Module):
             )
         if len(parts) == 1:  # the usual case: no copies
             probs, top_ids, mass, line_break = parts[0]
-            return TopWords(probs, top_ids, mass, line_break, hidden, state)
+            return probs, top_ids, mass, line_break, hidden, state
         probs = torch.cat([part[0] for part in parts])
         top_ids = torch.cat([part[1] for part in parts])
         mass = torch.cat([part[2] for part in parts])
         line_break = torch.cat([part[3] for part in parts])
-        return TopWords(probs, top_ids, mass, line_break, hidden, state)
+        return probs, top_ids, mass, line_break, hidden, state
 
     def _top_rows(
         self,

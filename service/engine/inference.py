@@ -35,7 +35,7 @@ from torch import Tensor
 from models.bundle import ModelBundle, load_bundle
 from models.completion import PrefixIndex
 from models.device import pick_dtype
-from models.scoring import compile_scorer, rows_per_decode
+from models.scoring import TopWords, compile_scorer, rows_per_decode
 from models.top_k import top_k
 from models.word_search import WordSearch, fragment_of, phase_after
 from service.engine.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
@@ -173,7 +173,9 @@ class Predictor:
         k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
         tokens, lengths, state, hidden = self._resume(rows)
         completions = self._span_tensors(spans) if any(span is not None for span in spans) else ()
-        top = self.scorer.top_words(tokens, lengths, state, hidden, k, self.vocab.line_break_id, *completions)
+        top = TopWords(
+            *self.scorer.top_words(tokens, lengths, state, hidden, k, self.vocab.line_break_id, *completions)
+        )
         if self.cache is not None:
             self.cache.store(rows, top.state, top.hidden)
         out: list[NextWords] = []
