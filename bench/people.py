@@ -218,15 +218,27 @@ def main(argv: list[str] | None = None) -> int:
     best = max(peers, key=lambda name: results[name]["typists"])
     results["best_peer"] = best
     results["ratios"] = {name: results["nextword"]["typists"] / max(results[name]["typists"], 1) for name in peers}
+    # Within a round the servers are minutes apart, across rounds the machine may drift far more.
+    results["ratios_per_round"] = {
+        name: [ours / max(theirs, 1) for ours, theirs in zip(held["nextword"], held[name], strict=True)]
+        for name in peers
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\ntypists held at keystroke p99 <= {BOUND_MS:g} ms, {KEYSTROKES_PER_S:g} keystrokes/s each, open loop,")
     print(f"medians of {args.rounds} interleaved rounds (each round's count in brackets)")
     print(f"  the load generator alone: {results['load_generator_alone']['typists']} (its own limit)")
     for name in starts:
-        ratio = "" if name == "nextword" else f"   nextword / it: {results['ratios'][name]:.2f}"
+        ratio = ""
+        if name != "nextword":
+            each = ", ".join(f"{r:.2f}" for r in results["ratios_per_round"][name])
+            ratio = f"   nextword / it: {results['ratios'][name]:.2f} (round by round: {each})"
         print(f"  {name:14s} {results[name]['typists']:6g}  {held[name]}{ratio}")
-    print(f"  target: nextword over the best peer ({best}) >= 1.5: {results['ratios'][best]:.2f}")
+    paired = statistics.median(results["ratios_per_round"][best])
+    print(
+        f"  target: nextword over the best peer ({best}) >= 1.5: {results['ratios'][best]:.2f}"
+        f" (median of the rounds' ratios {paired:.2f})"
+    )
     return 0
 
 
