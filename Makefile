@@ -109,7 +109,7 @@ profile: model ## Where the worker's time goes at 64 clients (py-spy, by thread 
 bench-workers: model ## One worker against two, wrk pinned to core 0 (taskset), alternating rounds
 	$(BIN)/python -m bench.workers --model $(MODEL)
 
-bench-people: model ## Typists held at keystroke p99 <= 20 ms, open loop: the load generator alone, nextword, the best peer
+bench-people: model $(PEERS_STAMP) ## Typists held at keystroke p99 <= 20 ms, open loop: the load generator alone, nextword and the peers
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "installing nginx-light (Debian package) for the benchmark"; apt-get install -y -q nginx-light; }
 	$(BIN)/python -m bench.people --model $(MODEL)
 
