@@ -10,10 +10,13 @@ a count of typists, a 10 s run gives the p99; the count held is found by
 stepping up or down from a first guess until the bound is crossed, then
 bisecting, to within 5%.
 
-The servers are searched in interleaved rounds, one server running at a
-time, as ``bench.peers_run`` measures them, so that this machine's drift
-hits each alike; each round's search starts from the server's count in the
-round before, and the median over rounds is reported. LitServe and Triton
+The servers are searched in interleaved rounds, so that this machine's
+drift hits each alike; each round's search starts from the server's count
+in the round before, and the median over rounds is reported. nextword and
+the plain FastAPI app, both quiet when idle, run side by side and are tried
+in turn at each step of their searches, on the same passages: their ratio is
+paired try by try. The other peers run one at a time, as ``bench.peers_run``
+measures them. LitServe and Triton
 keep the batching that ``make bench-peers`` kept (``bench/results/peers.json``),
 or its first sweep setting when there is no such file.
 
@@ -36,6 +39,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import aiohttp
@@ -50,6 +54,7 @@ from training.download import default_corpus
 KEYSTROKES_PER_S = 5.0
 BOUND_MS = 20.0
 PASSAGE_WORDS = 60
+PAIRED = ("nextword", "plain_fastapi")  # searched side by side, in step
 STEP = 1.25  # from a first guess, each try this much more or fewer typists until the bound is crossed
 RESULTS = Path("bench/results/people.json")
 PEERS_RESULTS = Path("bench/results/peers.json")
@@ -129,32 +134,53 @@ def next_count(good: int, bad: int | None, count: int, step: float) -> int:
     return (good + bad) // 2
 
 
+class Search:
+    """The most typists held at p99 <= 20 ms, to within 5%: from ``first_guess``, up or down by ``step``, then
+    bisecting. ``count`` is the next count to try, until ``done``; ``record`` takes its outcome."""
+
+    def __init__(self, first_guess: int = 8, step: float = 2.0) -> None:
+        self.count, self.step = first_guess, step
+        self.good, self.bad = 0, None
+        self.tried: dict[int, float] = {}
+        self.done = False
+
+    def record(self, held: bool, p99: float) -> None:
+        self.tried[self.count] = p99
+        if held:
+            self.good = self.count
+        else:
+            self.bad = self.count
+        if self.bad is not None and self.good and self.bad - self.good <= max(1, self.good // 20):
+            self.done = True
+            return
+        count = next_count(self.good, self.bad, self.count, self.step)
+        self.done = count in self.tried or count <= 0 or count > 4000
+        self.count = count
+
+    def result(self) -> dict:
+        return {"typists": self.good, "tried_p99_ms": {str(k): round(v, 2) for k, v in sorted(self.tried.items())}}
+
+
 def capacity(
-    url: str,
+    urls: dict[str, str],
     words: list[str],
     seconds: float,
-    label: str,
-    first_guess: int = 8,
-    step: float = 2.0,
-    protocol: Callable[[dict], dict] | None = None,
-) -> dict:
-    """The most typists held at p99 <= 20 ms, to within 5%: from ``first_guess``, up or down by ``step``, then
-    bisecting."""
-    tried: dict[int, float] = {}
-    good, bad, count, run = 0, None, first_guess, 0
-    while bad is None or good == 0 or bad - good > max(1, good // 20):
-        ok, p99 = holds(url, count, words, seconds, run, protocol)
+    searches: dict[str, Search] | None = None,
+    protocols: dict[str, Callable[[dict], dict]] | None = None,
+) -> dict[str, dict]:
+    """Each server's most typists held, its ``Search`` run in step with the others': one try each in turn, the
+    same passages for the same try, so that the machine's drift hits them alike."""
+    searches = searches if searches is not None else {name: Search() for name in urls}
+    run = 0
+    while not all(search.done for search in searches.values()):
+        names = [name for name, search in searches.items() if not search.done]
+        for name in names if run % 2 == 0 else reversed(names):  # neither always goes first
+            search = searches[name]
+            held, p99 = holds(urls[name], search.count, words, seconds, run, (protocols or {}).get(name))
+            print(f"  {name}: {search.count} typists, p99 {p99:.1f} ms {'held' if held else 'not held'}")
+            search.record(held, p99)
         run += 1
-        tried[count] = p99
-        print(f"  {label}: {count} typists, p99 {p99:.1f} ms {'held' if ok else 'not held'}")
-        if ok:
-            good = count
-        else:
-            bad = count
-        count = next_count(good, bad, count, step)
-        if count in tried or count <= 0 or count > 4000:
-            break
-    return {"typists": good, "tried_p99_ms": {str(k): round(v, 2) for k, v in sorted(tried.items())}}
+    return {name: search.result() for name, search in searches.items()}
 
 
 def static_answer() -> NginxProcess:
@@ -200,18 +226,25 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"rounds": args.rounds, "seconds": args.seconds}
     with static_answer() as static:
         results["load_generator_alone"] = capacity(
-            static.url, words, args.seconds, "load generator (nginx, fixed body)"
-        )
+            {"load generator (nginx, fixed body)": static.url}, words, args.seconds
+        )["load generator (nginx, fixed body)"]
     held: dict[str, list[int]] = {name: [] for name in starts}
     searches: dict[str, list[dict]] = {name: [] for name in starts}
+    # nextword and the plain app are quiet when idle, so they run side by side and are tried in turn; LitServe's
+    # idle worker loop takes a fifth of a core, so each of the others runs alone.
+    groups = [[name for name in starts if name in PAIRED]] + [[name] for name in starts if name not in PAIRED]
     for round_number in range(1, args.rounds + 1):
-        for name, start in starts.items():
-            path, protocol = (MODEL_PATH, as_triton) if name == "triton" else ("/predict_next", None)
-            first_guess, step = (held[name][-1], STEP) if held[name] and held[name][-1] else (8, 2.0)
-            with start() as server:
-                found = capacity(server.url + path, words, args.seconds, name, first_guess, step, protocol)
-            held[name].append(found["typists"])
-            searches[name].append(found)
+        for group in groups:
+            with ExitStack() as running:
+                urls = {name: running.enter_context(starts[name]()).url for name in group}
+                urls = {name: url + (MODEL_PATH if name == "triton" else "/predict_next") for name, url in urls.items()}
+                seeded = {
+                    name: Search(held[name][-1], STEP) if held[name] and held[name][-1] else Search() for name in group
+                }
+                found = capacity(urls, words, args.seconds, seeded, {"triton": as_triton})
+            for name in group:
+                held[name].append(found[name]["typists"])
+                searches[name].append(found[name])
         print(f"  round {round_number} of {args.rounds} done: {', '.join(f'{n} {h[-1]}' for n, h in held.items())}")
     for name in starts:
         results[name] = {"typists": statistics.median(held[name]), "per_round": held[name], "searches": searches[name]}
