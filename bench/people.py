@@ -16,9 +16,9 @@ in the round before, and the median over rounds is reported. nextword and
 the plain FastAPI app, both quiet when idle, run side by side and are tried
 in turn at each step of their searches, on the same passages: their ratio is
 paired try by try. The other peers run one at a time, as ``bench.peers_run``
-measures them. LitServe and Triton
-keep the batching that ``make bench-peers`` kept (``bench/results/peers.json``),
-or its first sweep setting when there is no such file.
+measures them. LitServe and Triton keep the batching that ``make
+bench-peers`` kept (``bench/results/peers.json``), or their sweep's first
+setting when there is no such file.
 
 The load generator (aiohttp, one process) is measured the same way against
 nginx answering a fixed body, so its own limit is known and stated: a

@@ -117,10 +117,12 @@ class EndpointMetrics:
     prefix_tokens: Counter
     tokens_processed: Counter
 
-    def record_batch(self, inputs: int, seconds: float, unknown: int) -> None:
+    def record_batch(self, inputs: int, seconds: float) -> None:
         self.batch_size.observe(inputs)
         self.inference_seconds.observe(seconds)
-        add(self.unknown_tokens, unknown)
+
+    def record_unknown(self, tokens: int) -> None:
+        add(self.unknown_tokens, tokens)
 
     def record_tokens(self, tally: TokenTally) -> None:
         """Prompt and prefix tokens read and run, from ``Predictor.take_tally()`` after a batch or step."""

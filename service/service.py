@@ -211,7 +211,8 @@ class NextWord:
         started = time.perf_counter()
         answers = self.predictor.predict_next(queries)
         recorded = metrics.for_endpoint("predict_next")
-        recorded.record_batch(len(queries), time.perf_counter() - started, sum(answer["unknown"] for answer in answers))
+        recorded.record_batch(len(queries), time.perf_counter() - started)
+        recorded.record_unknown(sum(answer["unknown"] for answer in answers))
         metrics.record_cache(self.predictor.cache)
         recorded.record_tokens(self.predictor.take_tally())
         # One pydantic-core call for the batch, here on the model thread rather than the busy event loop.

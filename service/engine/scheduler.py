@@ -220,10 +220,9 @@ class Scheduler:
             metrics.GENERATE_CANCELLED.inc()
         recorded = metrics.for_endpoint("generate")
         recorded.record_tokens(report.tally)
+        recorded.record_unknown(sum(row.prompt.unknown for row in report.joined))
         if report.rows:
-            recorded.record_batch(report.rows, report.seconds, sum(row.prompt.unknown for row in report.joined))
-        elif report.joined:
-            metrics.add(recorded.unknown_tokens, sum(row.prompt.unknown for row in report.joined))
+            recorded.record_batch(report.rows, report.seconds)
         metrics.TOKENS_GENERATED.inc(generated)
         metrics.GENERATE_ROWS.labels("running").set(report.running)
         metrics.GENERATE_ROWS.labels("queued").set(report.queued)
