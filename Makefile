@@ -129,8 +129,8 @@ loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV
 demo-screenshot: model ## Retake docs/demo.png: the typing page in headless Chromium after a short text
 	$(BIN)/python -m bench.demo_screenshot --model $(MODEL)
 
-build: model ## Build a Bento holding the service code and the pinned model
-	$(BIN)/bentoml build
+build: model ## Build a Bento holding the service code and the pinned model (its default when NEXTWORD_MODEL is unset)
+	$(BIN)/bentoml build --arg model=$$($(BIN)/python -c 'import bentoml; print(bentoml.models.get("$(MODEL)").tag)')
 
 containerize: ## Build the Bento and its container image (needs a Docker engine)
 	@docker info >/dev/null 2>&1 || { \

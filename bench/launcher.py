@@ -80,7 +80,7 @@ def wait_until_ready(
 
 class Server:
     """A ``bentoml serve TARGET`` subprocess, or another server's ``command`` (``{port}`` filled
-    in) that answers 200 on ``health`` when ready; ``stop()`` it when done."""
+    in) that answers 200 on ``health`` when ready, run in ``cwd``; ``stop()`` it when done."""
 
     def __init__(
         self,
@@ -88,8 +88,10 @@ class Server:
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
         health: str = "/readyz",
+        cwd: Path = REPO,
     ) -> None:
         self.health = health
+        self.cwd = cwd
         self.command = command or [
             sys.executable,
             "-m",
@@ -112,7 +114,7 @@ class Server:
         try:
             self.process = subprocess.Popen(
                 [part.format(port=self.port) for part in self.command],
-                cwd=REPO,
+                cwd=self.cwd,
                 env={**self.env, "BENTOML_HOME": self.home},
                 stdout=self.log,
                 stderr=subprocess.STDOUT,

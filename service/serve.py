@@ -33,10 +33,11 @@ def store_home(env: dict[str, str]) -> Path:
 
 
 def private_home(store: Path) -> str:
-    """A new temporary BentoML home whose ``models`` is the store's."""
+    """A new temporary BentoML home whose ``models`` and ``bentos`` are the store's."""
     home = tempfile.mkdtemp(prefix="nextword-server-home-")
-    (store / "models").mkdir(parents=True, exist_ok=True)
-    (Path(home) / "models").symlink_to((store / "models").absolute(), target_is_directory=True)
+    for kind in ("models", "bentos"):
+        (store / kind).mkdir(parents=True, exist_ok=True)
+        (Path(home) / kind).symlink_to((store / kind).absolute(), target_is_directory=True)
     return home
 
 

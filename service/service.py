@@ -70,6 +70,17 @@ logger = logging.getLogger("nextword")
 install_process_wide()
 
 
+def model_to_serve() -> str:
+    """NEXTWORD_MODEL when set; else the model the Bento was built with (``make build`` passes
+    ``--arg model=TAG``, which the Bento keeps and its server reads back); else nextword:latest."""
+    if "NEXTWORD_MODEL" in os.environ:
+        return SETTINGS.model_tag
+    return str(getattr(bentoml.use_arguments(), "model", SETTINGS.model_tag))
+
+
+MODEL_TAG = model_to_serve()
+
+
 def stored_model_or_exit(tag: str) -> bentoml.Model:
     """The model to serve, checked before any worker starts; else one line and exit status 3."""
     try:
@@ -90,7 +101,7 @@ def stored_model_or_exit(tag: str) -> bentoml.Model:
 class NextWord:
     """Next-word prediction and text generation with a recurrent language model."""
 
-    stored_model = bentoml.models.BentoModel(str(stored_model_or_exit(SETTINGS.model_tag).tag))
+    stored_model = bentoml.models.BentoModel(str(stored_model_or_exit(MODEL_TAG).tag))
 
     def __init__(self) -> None:
         self.ready = False
@@ -157,7 +168,7 @@ class NextWord:
                 self.predictor,
                 self.scheduler,
                 model_id=str(bundle.tag),
-                names=frozenset({str(bundle.tag), bundle.tag.name, SETTINGS.model_tag}),
+                names=frozenset({str(bundle.tag), bundle.tag.name, MODEL_TAG}),
                 created=int(self.stored_model.info.creation_time.timestamp()),
                 metadata=bundle.metadata,
             )
