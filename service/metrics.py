@@ -132,7 +132,7 @@ class EndpointMetrics:
 
 @functools.cache
 def for_endpoint(endpoint: str) -> EndpointMetrics:
-    """``predict_next``, ``generate`` or ``score``: its series appear on /metrics once it is first recorded."""
+    """One of ``ENDPOINTS``: its children, whose series ``show_every_series`` puts on /metrics at 0."""
     return EndpointMetrics(
         BATCH_SIZE.labels(endpoint),
         INFERENCE_SECONDS.labels(endpoint),
@@ -140,6 +140,23 @@ def for_endpoint(endpoint: str) -> EndpointMetrics:
         PREFIX_TOKENS.labels(endpoint),
         TOKENS_PROCESSED.labels(endpoint),
     )
+
+
+ENDPOINTS = ("predict_next", "generate", "score")
+GENERATE_ROW_STATES = ("running", "queued")
+
+
+def show_every_series() -> None:
+    """Every labelled series at 0 from the worker's start, where it would appear at its first event.
+
+    A ``rate()`` or an alert over a series that is not there yet reads "no
+    data" rather than 0, and a scrape cannot tell a count of 0 from a count
+    never written. Called once the worker can serve.
+    """
+    for endpoint in ENDPOINTS:
+        for_endpoint(endpoint)
+    for state in GENERATE_ROW_STATES:
+        GENERATE_ROWS.labels(state)
 
 
 def add(counter: Counter, amount: int) -> None:

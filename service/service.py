@@ -150,6 +150,7 @@ class NextWord:
         bundle = self.predictor.bundle
         precision = precision_name(bundle.dtype)
         metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type, precision).set(1)
+        metrics.show_every_series()
         logger.info(
             "loaded %s (%s) on %s in %s; /predict_next batching %s, /generate batching %s at %.0f tokens/s, "
             "state cache %d MiB",

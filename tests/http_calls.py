@@ -26,10 +26,16 @@ def generate(client: httpx.Client, *inputs: dict) -> list[dict]:
 
 
 def metric(client: httpx.Client, name: str, labels: str = "") -> float:
-    """One sample of ``/metrics``, summed across workers by the server; 0 when it has none yet."""
-    text = client.get("/metrics").text
-    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    """One sample of ``/metrics``, summed across workers by the server.
+
+    A failed scrape or a missing sample fails the test: read as 0, either would
+    let a condition such as "== 0" pass without the server having said anything.
+    """
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200, f"/metrics answered {scrape.status_code}: {scrape.text[:200]}"
+    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", scrape.text, re.M)
+    assert found, f"/metrics has no sample {name}{labels}"
+    return float(found.group(1))
 
 
 def wait_for(condition: Callable[[], object], what: str = "condition", guard_s: float = HANG_GUARD_S) -> None:

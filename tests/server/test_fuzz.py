@@ -1,5 +1,6 @@
 """Schema fuzzing: schemathesis generates requests from the published /docs.json and checks
-every answer against it (no 5xx, documented statuses, content types, headers and bodies).
+every answer against it (no 5xx, documented statuses, content types, headers and bodies), and
+its own command line runs every check it has, undeclared methods (405 with ``Allow``) included.
 
 ``make test`` runs the same examples every time, so CI is stable. ``make fuzz``
 explores new ones: it sets ``NEXTWORD_FUZZ_SEED`` to a fresh seed (printed, and
@@ -10,6 +11,9 @@ named in any failure, so that the case can be replayed) and
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -67,3 +71,17 @@ def within_cross_field_limits(case) -> bool:
     prompt = body.get("prompt")
     prompts = len(prompt) if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)) else 1
     return prompts * body["n"] <= 64
+
+
+CLI_EXAMPLES_PER_OPERATION = int(os.environ.get("NEXTWORD_FUZZ_EXAMPLES", "20"))
+
+
+def test_schemathesis_with_every_check_finds_nothing(server: Server, tmp_path: Path) -> None:
+    """``schemathesis run --checks all`` over every phase (examples, coverage, fuzzing, stateful):
+    the coverage phase sends each route the methods it does not declare, and each must answer 405
+    with an ``Allow`` header; no answer may be a 5xx. Its report goes to a temporary folder."""
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/docs.json", "--checks", "all"]
+    command += ["--max-examples", str(CLI_EXAMPLES_PER_OPERATION), "--seed", FUZZ_SEED or "1", "--no-color"]
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"schemathesis found failures (seed {FUZZ_SEED or 1}):\n{run.stdout[-6000:]}"
+    assert "failed" not in run.stdout.split("SUMMARY")[-1]

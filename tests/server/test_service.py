@@ -267,6 +267,32 @@ def test_routing_errors_are_json(client: httpx.Client, method: str, path: str, s
     assert response.json()["error"] and response.json()["detail"] == []
 
 
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "TRACE", "OPTIONS")
+PAGES = {"/demo/": {"GET"}, "/demo/demo.js": {"GET"}, "/": {"GET"}}  # not API operations: not in /docs.json
+
+
+def test_every_route_answers_an_undeclared_method_with_405_and_allow(client: httpx.Client) -> None:
+    """Every route of the contract and every page, each method it does not declare: 405 with an
+    ``Allow`` header naming what it takes, in our error shape (OpenAI's under /v1/), never a 5xx."""
+    (model,) = client.get("/v1/models").json()["data"]
+    declared = {
+        path.replace("{model}", model["id"]): {method.upper() for method in methods}
+        for path, methods in client.get("/docs.json").json()["paths"].items()
+    }
+    wrong = []
+    for path, methods in {**declared, **PAGES}.items():
+        for method in sorted(set(METHODS) - methods):
+            response = client.request(method, path)
+            allowed = {name.strip() for name in response.headers.get("allow", "").split(",")}
+            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            error = body.get("error")
+            openai_shape = isinstance(error, dict) and isinstance(error.get("message"), str)
+            shaped = openai_shape if path.startswith("/v1/") else isinstance(error, str)
+            if response.status_code != 405 or not methods <= allowed or not shaped:
+                wrong.append(f"{method} {path}: {response.status_code} allow={sorted(allowed)} {response.text[:80]}")
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
 def test_a_body_that_is_not_json_gets_415(client: httpx.Client, content_type: str) -> None:
     response = client.post(

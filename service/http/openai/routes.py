@@ -25,12 +25,13 @@ import logging
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from service.engine.job import Overloaded
-from service.http.http_errors import OPENAI_PREFIX, error_body, openai_error_body
+from service.http.http_errors import OPENAI_PREFIX, error_body, error_body_for, openai_error_body, send_json
 from service.http.logs import log_client_error
 from service.http.openai.completions import CompletionError, CompletionPlan, Served, overloaded
 from service.http.openai.schemas import CompletionRequest, DetokenizeRequest, TokenizeRequest
@@ -80,7 +81,17 @@ class OpenAIRoutes:
         if scope["type"] != "http" or not is_routed_here(scope["path"]):
             await self.app(scope, receive, send)
             return
-        await self.router(scope, receive, send)
+        try:
+            await self.router(scope, receive, send)
+        except HTTPException as error:
+            # A method the route does not take: Starlette's router raises its 405 when an app is in
+            # the scope (BentoML's is), for that app's exception handler, which sits inside this layer.
+            message = f"{scope['method']} is not allowed on {scope['path']}"
+            if error.headers and "Allow" in error.headers:
+                message += f"; use {error.headers['Allow']}"
+            body = error_body_for(scope["path"], error.status_code, message, ["method"], "method_not_allowed")
+            headers = [(name.lower().encode(), value.encode()) for name, value in (error.headers or {}).items()]
+            await send_json(send, error.status_code, body, headers)
 
     def served(self) -> Served:
         if self.slot.served is None:
