@@ -23,7 +23,7 @@ CHAR_ARGS   := --level char --hidden-size 256 --num-layers 2 --dropout 0.1 --wei
 
 export NEXTWORD_MODEL ?= $(MODEL)
 
-.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost bench-replicas bench-people eval-harness test test-unit fuzz bench bench-peers bench-engine profile bench-workers soak loadtest build containerize lint clean
+.PHONY: help install train train-char model serve demo-screenshot bench-words bench-cost bench-replicas bench-people eval-harness test test-unit fuzz bench bench-peers bench-engine profile bench-workers soak loadtest build containerize base-image lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -132,14 +132,16 @@ demo-screenshot: model ## Retake docs/demo.png: the typing page in headless Chro
 build: model ## Build a Bento holding the service code and the pinned model (its default when NEXTWORD_MODEL is unset)
 	$(BIN)/bentoml build --arg model=$$($(BIN)/python -c 'import bentoml; print(bentoml.models.get("$(MODEL)").tag)')
 
-containerize: ## Build the Bento and its container image (needs a Docker engine)
-	@docker info >/dev/null 2>&1 || { \
-		echo "error: no Docker engine is running here, so 'bentoml containerize' cannot build an image."; \
-		echo "       'make build' still builds the Bento; move it to a machine with Docker:"; \
-		echo "       bentoml export nextword:latest nextword.bento, there bentoml import + containerize."; \
-		exit 1; }
-	$(MAKE) --no-print-directory build
-	$(BIN)/bentoml containerize nextword:latest
+IMAGE       ?= nextword
+IMAGE_TORCH ?= cpu
+IMAGE_BASE  ?= auto
+
+containerize: model ## Build the OCI image IMAGE:<version> of MODEL (Docker); IMAGE_TORCH=cpu|cuda, IMAGE_BASE=auto|bentoml|debian
+	BENTOML=$(BIN)/bentoml PYTHON=$(BIN)/python PIP=$(BIN)/pip IMAGE=$(IMAGE) IMAGE_TORCH=$(IMAGE_TORCH) \
+		IMAGE_BASE=$(IMAGE_BASE) deploy/container/containerize.sh $(MODEL)
+
+base-image: install ## Build (or find, by its inputs) the base image made from Debian's packages, for a Docker without Docker Hub
+	PIP=$(BIN)/pip deploy/container/base-image.sh $(IMAGE_TORCH)
 
 lint: install ## Check style with ruff, and the layers (pyproject.toml's contracts) with import-linter
 	$(BIN)/ruff check .

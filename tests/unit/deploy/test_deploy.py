@@ -4,12 +4,14 @@ to the service: its probes, port, metrics path and settings."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from bentoml._internal.container.generate import BENTO_UID_GID
 
 from bench.launcher import REPO
 from bench.proxy import SESSION_HEADER
@@ -35,6 +37,10 @@ def test_the_manifests_match_the_service() -> None:
     pod = by_kind["Deployment"]["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     assert container["ports"] == [{"name": "http", "containerPort": 3000}]
+    # The image make containerize tags, which runs as BentoML's user, not root.
+    assert container["image"] == f"{containerize_default('IMAGE')}:latest"
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["runAsUser"] == BENTO_UID_GID
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
@@ -56,6 +62,14 @@ def test_the_manifests_match_the_service() -> None:
     )
     selector = by_kind["Deployment"]["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod["metadata"]["labels"].items() and by_kind["Service"]["spec"]["selector"] == selector
+
+
+def containerize_default(variable: str) -> str:
+    """The default that deploy/container/containerize.sh gives ``variable``."""
+    script = (REPO / "deploy" / "container" / "containerize.sh").read_text()
+    found = re.search(rf'="\$\{{{variable}:-([^}}]+)\}}"', script)
+    assert found, f"containerize.sh sets no default for {variable}"
+    return found.group(1)
 
 
 # -- Envoy Gateway: session affinity ---------------------------------------------------------------
