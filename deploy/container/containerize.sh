@@ -73,10 +73,13 @@ bento="${bento#__tag__:}"
 version="${bento#*:}"
 echo "containerize: Bento $bento (model $exact, base $base, torch $torch_build)" >&2
 
-DOCKER_BUILDKIT=0 "$bentoml" containerize "$bento" --image-tag "$image-bento:$version" --opt network=host >&2
+echo "containerize: bentoml containerize (its log is shown if it fails)" >&2
+DOCKER_BUILDKIT=0 "$bentoml" containerize "$bento" --image-tag "$image-bento:$version" --opt network=host \
+  >"$work/containerize.log" 2>&1 || { tail -40 "$work/containerize.log" >&2; exit 1; }
 docker build --quiet --network host --build-arg BENTO_IMAGE="$image-bento:$version" \
   --label "org.opencontainers.image.version=$version" --label "ai.nextword.model=$exact" \
-  -t "$image:$version" -t "$image:latest" -f "$here/Dockerfile" "$here" >&2
+  -t "$image:$version" -t "$image:latest" -f "$here/Dockerfile" "$here" >/dev/null 2>"$work/health.log" \
+  || { cat "$work/health.log" >&2; exit 1; }
 docker rmi "$image-bento:$version" >/dev/null
 size="$(docker image inspect "$image:$version" --format '{{.Size}}')"
 echo "containerize: built $image:$version ($((size / 1000000)) MB); run it with:" >&2
