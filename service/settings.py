@@ -19,12 +19,16 @@ BATCHING_MODES = ("on", "adaptive", "off")
 GENERATE_BATCHING_MODES = tuple(policy.value for policy in BatchingPolicy)
 CACHE_SHARE_OF_MEMORY = 0.01  # NEXTWORD_STATE_CACHE_MB=auto: this share of the machine's memory, split by workers
 CACHE_AUTO_MAX_MB = 1024
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" in microseconds, or "max PERIOD"
-CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")  # bytes, or "max"
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "QUOTA PERIOD" in microseconds, or "max PERIOD"
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")  # cgroup v2: bytes, or "max"
+# cgroup v1 (Docker 20.10 on such hosts, older Kubernetes nodes): cpu.cfs_quota_us (-1: none) and
+# cpu.cfs_period_us in the first, memory.limit_in_bytes in the second.
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+CGROUP_V1_MEMORY_LIMIT = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 # name -> (default, description)
 VARIABLES: dict[str, tuple[str, str]] = {
-    "NEXTWORD_MODEL": ("nextword:latest", "model tag in the BentoML store"),
+    "NEXTWORD_MODEL": ("nextword:latest", "model tag in the BentoML store; unset in a Bento, the one it holds"),
     "NEXTWORD_DEVICE": ("auto", "auto (CUDA when present), cpu or cuda"),
     "NEXTWORD_PRECISION": ("auto", "auto (bfloat16 on a CPU with native bfloat16, else float32), float32 or bfloat16"),
     "NEXTWORD_WORKERS": ("1", "server worker processes"),
@@ -243,32 +247,46 @@ class Settings:
         return max(1, share - 1) if spare_loop_core else share
 
 
-def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota.
+def available_cores(cpu_max: Path = CGROUP_CPU_MAX, cpu_v1: Path = CGROUP_V1_CPU) -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (v2, else v1).
 
     In a container ``os.cpu_count()`` is the node's cores, not the pod's CPU
     limit; sizing torch threads by it would oversubscribe the limit and get
     the pod throttled. A quota of 2.5 cores counts as 2.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota(cpu_max, cpu_v1)
+    return cores if quota is None else min(cores, max(1, int(quota)))
+
+
+def cpu_quota(cpu_max: Path, cpu_v1: Path) -> float | None:
+    """The cgroup's CPU quota in cores, or None where it has none (or there is no cgroup to read)."""
     try:
         quota, period = cpu_max.read_text().split()
-        if quota != "max":
-            cores = min(cores, max(1, int(quota) // int(period)))
+        return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):  # no cgroup v2 CPU controller here
         pass
-    return cores
-
-
-def available_memory_mb(memory_max: Path = CGROUP_MEMORY_MAX) -> int:
-    """The machine's memory, capped by a cgroup v2 memory limit (a container's), in MiB."""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
-        limit = memory_max.read_text().strip()
-        if limit != "max":
+        quota_us = int((cpu_v1 / "cpu.cfs_quota_us").read_text())
+        return None if quota_us < 0 else quota_us / int((cpu_v1 / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):  # nor a v1 one
+        return None
+
+
+def available_memory_mb(memory_max: Path = CGROUP_MEMORY_MAX, memory_v1: Path = CGROUP_V1_MEMORY_LIMIT) -> int:
+    """The machine's memory, capped by a cgroup memory limit (a container's; v2, else v1), in MiB.
+
+    cgroup v1 writes a number near 2**63 for "no limit": the machine's memory is then the smaller.
+    """
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in (memory_max, memory_v1):
+        try:
+            limit = path.read_text().strip()
+        except OSError:  # no such cgroup controller here
+            continue
+        if limit.isdigit():
             memory = min(memory, int(limit))
-    except (OSError, ValueError):  # no cgroup v2 memory controller here
-        pass
+        break
     return memory // 2**20
 
 

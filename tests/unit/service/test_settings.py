@@ -43,18 +43,32 @@ def test_cores_are_capped_by_the_container_cpu_limit(tmp_path, cpu_max: str, lim
     path = tmp_path / "cpu.max"
     path.write_text(cpu_max + "\n")
     affinity = len(os.sched_getaffinity(0))
-    assert available_cores(path) == (affinity if limit is None else min(affinity, limit))
-    assert available_cores(tmp_path / "missing") == affinity
+    assert available_cores(path, tmp_path / "no-v1") == (affinity if limit is None else min(affinity, limit))
+    assert available_cores(tmp_path / "missing", tmp_path / "no-v1") == affinity
+
+
+@pytest.mark.parametrize(("quota_us", "limit"), [(-1, None), (200000, 2), (150000, 1), (50000, 1)])
+def test_cores_are_capped_by_a_cgroup_v1_cpu_quota(tmp_path, quota_us: int, limit: int | None) -> None:
+    """Docker 20.10 on a cgroup v1 host (as here) writes --cpus as cpu.cfs_quota_us over cpu.cfs_period_us."""
+    (tmp_path / "cpu.cfs_quota_us").write_text(f"{quota_us}\n")
+    (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cores(tmp_path / "no-v2", tmp_path) == (affinity if limit is None else min(affinity, limit))
 
 
 def test_memory_is_capped_by_the_container_memory_limit(tmp_path) -> None:
-    machine = available_memory_mb(tmp_path / "missing")
+    machine = available_memory_mb(tmp_path / "missing", tmp_path / "no-v1")
     assert machine == psutil.virtual_memory().total // 2**20  # the machine's memory, as psutil reads /proc
     path = tmp_path / "memory.max"
     path.write_text("max\n")
-    assert available_memory_mb(path) == machine
+    assert available_memory_mb(path, tmp_path / "no-v1") == machine
     path.write_text(f"{512 * 2**20}\n")
-    assert available_memory_mb(path) == min(machine, 512)
+    assert available_memory_mb(path, tmp_path / "no-v1") == min(machine, 512)
+    v1 = tmp_path / "memory.limit_in_bytes"
+    v1.write_text("9223372036854771712\n")  # cgroup v1's "no limit"
+    assert available_memory_mb(tmp_path / "missing", v1) == machine
+    v1.write_text(f"{1024 * 2**20}\n")
+    assert available_memory_mb(tmp_path / "missing", v1) == min(machine, 1024)
 
 
 @pytest.mark.parametrize(
