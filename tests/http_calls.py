@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 HANG_GUARD_S = 60.0  # a condition not reached by then means the server is stuck
 
@@ -25,17 +27,29 @@ def generate(client: httpx.Client, *inputs: dict) -> list[dict]:
     return response.json()
 
 
+def scrape(client: httpx.Client) -> str:
+    """``/metrics``' text; a failed scrape fails the test rather than reading as no samples."""
+    answer = client.get("/metrics")
+    assert answer.status_code == 200, f"/metrics answered {answer.status_code}: {answer.text[:200]}"
+    return answer.text
+
+
 def metric(client: httpx.Client, name: str, labels: str = "") -> float:
     """One sample of ``/metrics``, summed across workers by the server.
 
     A failed scrape or a missing sample fails the test: read as 0, either would
     let a condition such as "== 0" pass without the server having said anything.
     """
-    scrape = client.get("/metrics")
-    assert scrape.status_code == 200, f"/metrics answered {scrape.status_code}: {scrape.text[:200]}"
-    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", scrape.text, re.M)
+    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", scrape(client), re.M)
     assert found, f"/metrics has no sample {name}{labels}"
     return float(found.group(1))
+
+
+def metric_samples(client: httpx.Client, family: str) -> list[Sample]:
+    """Every sample of a metric family on ``/metrics``; the family must be there."""
+    families = {found.name: found for found in text_string_to_metric_families(scrape(client))}
+    assert family in families, f"/metrics has no family {family}"
+    return families[family].samples
 
 
 def wait_for(condition: Callable[[], object], what: str = "condition", guard_s: float = HANG_GUARD_S) -> None:

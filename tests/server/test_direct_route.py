@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.launcher import Server
 from tests.bad_requests import BAD_REQUESTS
+from tests.http_calls import metric_samples
 
 REQUESTS = [
     ("/predict_next", b'{"inputs": [{"text": "the sun rises in the", "top_k": 3}]}'),
@@ -22,12 +22,10 @@ SAME_HEADERS = ("content-type", "content-length", "server")
 
 
 def counted(client: httpx.Client, family: str, **labels: str) -> float:
-    """A counter's total on /metrics over the samples with these labels."""
+    """A counter's total on /metrics over the samples with these labels (the family must be there)."""
     return sum(
         sample.value
-        for found in text_string_to_metric_families(client.get("/metrics").text)
-        if found.name == family
-        for sample in found.samples
+        for sample in metric_samples(client, family)
         if sample.name.endswith("_total") and all(sample.labels.get(k) == v for k, v in labels.items())
     )
 
@@ -66,13 +64,8 @@ def test_bentomls_request_metrics_count_the_direct_routes_answers(client: httpx.
 
 
 def series(client: httpx.Client, family: str) -> list[dict[str, str]]:
-    """The label sets of a metric family's samples on /metrics."""
-    return [
-        sample.labels
-        for found in text_string_to_metric_families(client.get("/metrics").text)
-        if found.name == family
-        for sample in found.samples
-    ]
+    """The label sets of a metric family's samples on /metrics (the family must be there)."""
+    return [sample.labels for sample in metric_samples(client, family)]
 
 
 def test_paths_a_client_makes_up_add_no_series_to_the_request_metrics(client: httpx.Client) -> None:

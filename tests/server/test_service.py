@@ -17,7 +17,7 @@ from bench.launcher import Server
 from models.bundle import load_bundle
 from models.device import pick_dtype, precision_name
 from tests.bad_requests import BAD_REQUESTS
-from tests.http_calls import generate, predict
+from tests.http_calls import generate, predict, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def validate_instance(instance: object, schema: dict) -> None:
 
 def batch_count_over_one(client: httpx.Client) -> float:
     """Batches of more than one input served for /predict_next, from /metrics."""
-    text = client.get("/metrics").text
+    text = scrape(client)
     count = float(re.search(r'nextword_batch_size_count\{endpoint="predict_next"\} (\S+)', text).group(1))
     ones = float(re.search(r'nextword_batch_size_bucket\{endpoint="predict_next",le="1.0"\} (\S+)', text).group(1))
     return count - ones
@@ -156,7 +156,7 @@ def test_seeded_sampling_is_reproducible_alone_or_batched(client: httpx.Client) 
 def test_metrics_exposes_nextword_metrics(client: httpx.Client) -> None:
     predict(client, {"text": "zzzunknown the"})
     generate(client, {"prompt": "the", "max_new_tokens": 3})
-    text = client.get("/metrics").text
+    text = scrape(client)
     for name in (
         "nextword_batch_size_bucket",
         "nextword_inference_seconds_bucket",

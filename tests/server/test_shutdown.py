@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from bench.launcher import Server
+from tests.http_calls import metric_samples
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +52,9 @@ def stream(url: str, body: dict, gate: threading.Event) -> tuple[int, dict]:
 
 
 def in_progress(client: httpx.Client) -> float:
-    text = client.get("/metrics").text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("bentoml_service_request_in_progress{") and 'endpoint="/' in line
-    )
+    """BentoML's requests in progress on the API's routes (the family must be on /metrics)."""
+    samples = metric_samples(client, "bentoml_service_request_in_progress")
+    return sum(sample.value for sample in samples if sample.labels.get("endpoint", "").startswith("/"))
 
 
 def test_sigterm_lets_every_request_in_flight_finish_and_then_exits_0(tiny_model_tag: str) -> None:
