@@ -80,7 +80,8 @@ def wait_until_ready(
 
 class Server:
     """A ``bentoml serve TARGET`` subprocess, or another server's ``command`` (``{port}`` filled
-    in) that answers 200 on ``health`` when ready, run in ``cwd``; ``stop()`` it when done."""
+    in) that answers 200 on ``health`` when ready, run in ``cwd`` with this environment less the
+    variables in ``unset``, plus ``env``; ``stop()`` it when done."""
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class Server:
         command: list[str] | None = None,
         health: str = "/readyz",
         cwd: Path = REPO,
+        unset: tuple[str, ...] = (),
     ) -> None:
         self.health = health
         self.cwd = cwd
@@ -103,7 +105,8 @@ class Server:
             "--port",
             "{port}",
         ]
-        self.env = {**os.environ, **(env or {})}
+        inherited = {name: value for name, value in os.environ.items() if name not in unset}
+        self.env = {**inherited, **(env or {})}
         self._start()
 
     def _start(self) -> None:

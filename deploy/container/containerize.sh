@@ -68,7 +68,8 @@ if index:
     config["python"]["extra_index_url"] = [index]
 yaml.safe_dump(config, open(path, "w"), sort_keys=False)
 EOF
-bento="$("$bentoml" build -f "$work/bentofile.yaml" --arg "model=$exact" --output tag | tail -1)"
+# The service pins the model NEXTWORD_MODEL names as it is imported: the exact one, whatever the caller's.
+bento="$(NEXTWORD_MODEL="$exact" "$bentoml" build -f "$work/bentofile.yaml" --arg "model=$exact" --output tag | tail -1)"
 bento="${bento#__tag__:}"
 version="${bento#*:}"
 echo "containerize: Bento $bento (model $exact, base $base, torch $torch_build)" >&2

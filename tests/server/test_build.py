@@ -18,8 +18,10 @@ from bench.launcher import REPO, Server
 
 pytestmark = pytest.mark.slow
 
-# The checkout is not importable from outside it: the Bento must carry every module it runs.
-OUTSIDE_ENV = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "NEXTWORD_MODEL")}
+# The checkout is not importable from outside it: the Bento must carry every module it runs, and
+# serve its own model (make exports NEXTWORD_MODEL to the tests: it must not reach these commands).
+OUTSIDE = ("PYTHONPATH", "NEXTWORD_MODEL")
+OUTSIDE_ENV = {name: value for name, value in os.environ.items() if name not in OUTSIDE}
 
 
 def bentoml_cli(*args: str, home: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -90,8 +92,9 @@ def test_the_imported_bento_serves_every_route_from_outside_the_repository(
     imported = bentoml_cli("import", str(exported), home=str(fresh_store), cwd=elsewhere)
     assert imported.returncode == 0, imported.stderr
     command = [sys.executable, "-m", "bentoml", "serve", "nextword:latest", "--host", "127.0.0.1", "--port", "{port}"]
-    env = {**OUTSIDE_ENV, "BENTOML_HOME": str(fresh_store), "NEXTWORD_DEVICE": "cpu"}
-    with Server(command=command, env=env, cwd=elsewhere) as server, httpx.Client(base_url=server.url) as client:
+    env = {"BENTOML_HOME": str(fresh_store), "NEXTWORD_DEVICE": "cpu"}
+    server = Server(command=command, env=env, cwd=elsewhere, unset=OUTSIDE)
+    with server, httpx.Client(base_url=server.url) as client:
         check_every_route(client)
 
 

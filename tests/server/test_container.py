@@ -48,6 +48,7 @@ def image(tiny_model_tag: str) -> Iterator[str]:
     name = f"nextword-test-{uuid.uuid4().hex[:8]}"
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "IMAGE": name, "BENTOML": str(bin_dir / "bentoml"), "PYTHON": sys.executable}
+    env["NEXTWORD_MODEL"] = "nextword:latest"  # as make exports it: the image must serve the model it is given
     env["PIP"] = str(bin_dir / "pip")
     started = time.monotonic()
     built = subprocess.run(
@@ -93,7 +94,9 @@ def container(image: str) -> Iterator[Container]:
         running.remove()
 
 
-def test_the_image_serves_on_the_port_it_is_given_as_a_user_not_root(image: str, container: Container) -> None:
+def test_the_image_serves_on_the_port_it_is_given_as_a_user_not_root(
+    image: str, container: Container, tiny_model_tag: str
+) -> None:
     started = time.monotonic()
     process = ContainerProcess(container)
     wait_until_ready(container.url, process, timeout=180, output=container.logs)
@@ -102,6 +105,7 @@ def test_the_image_serves_on_the_port_it_is_given_as_a_user_not_root(image: str,
         answer = client.post("/predict_next", json={"inputs": [{"text": "the game was", "top_k": 3}]})
         assert answer.status_code == 200 and len(answer.json()[0]["predictions"]) == 3
         (model,) = client.get("/v1/models").json()["data"]
+        assert model["id"] == tiny_model_tag  # the model inside the image, with no NEXTWORD_MODEL given
         completion = client.post("/v1/completions", json={"model": model["id"], "prompt": "the", "max_tokens": 2})
         assert completion.status_code == 200 and completion.json()["choices"][0]["text"] is not None
     assert docker("exec", container.id, "id", "-u").stdout.strip() != "0"
