@@ -52,7 +52,7 @@ def accuracy(tag: str, asked: list[tuple[str, str]]) -> dict:
         chunk = asked[start : start + BATCH]
         answers = predictor.predict_next([NextWordQuery(text, 5) for text, _ in chunk])
         for (_, word), answer in zip(chunk, answers, strict=True):
-            named = [p["word"] for p in answer["predictions"]]
+            named = [p["token"] for p in answer["predictions"]]  # the corpus's own form, as the words asked
             top1 += named[:1] == [word]
             top5 += word in named
     seconds = time.perf_counter() - started

@@ -111,8 +111,14 @@ class Scorer(nn.Module):
         completing: Tensor | None = None,
         low: Tensor | None = None,
         high: Tensor | None = None,
+        blocked: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``TopWords``' fields: the k likeliest next words after each row, and its probability of ``line_break_id``.
+
+        ``blocked`` (N,) ids are never among the top words unless fewer than k others are left (then
+        last, and the caller drops them): the k slots go to the likeliest of the rest. Their
+        probability stays part of every total, a completing row's span's too, as the special tokens'
+        does, so the other words keep the model's own probabilities.
 
         With ``sorted_ids`` (W,), the word ids in sorted order (``models.completion``),
         the rows listed in ``completing`` (C,) keep only the words at sorted places
@@ -128,7 +134,9 @@ class Scorer(nn.Module):
             last = min(first + self.rows_per_decode, hidden.size(0))
             rows_hidden, rows_state = hidden[first:last], state[:, :, first:last]
             parts.append(
-                self._top_rows(rows_hidden, rows_state, first, k, line_break_id, sorted_ids, completing, low, high)
+                self._top_rows(
+                    rows_hidden, rows_state, first, k, line_break_id, sorted_ids, completing, low, high, blocked
+                )
             )
         if len(parts) == 1:  # the usual case: no copies
             probs, top_ids, mass, line_break = parts[0]
@@ -150,14 +158,18 @@ class Scorer(nn.Module):
         completing: Tensor | None,
         low: Tensor | None,
         high: Tensor | None,
+        blocked: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``top_words``' first four results for the rows of one slice, from ``offset`` on."""
         logits = self.model.decode(hidden, state).float()  # (B, V)
         # (B, 1) log-sum-exp of each row: log 1 = 0 when the model already normalized it
         total = logits.new_zeros(logits.size(0), 1) if self.normalized else logits.logsumexp(dim=-1, keepdim=True)
+        # The blocked words take no slot of the top k, but keep their share of every total: the other
+        # words' probabilities stay the model's own, as with the special tokens.
+        ranked = logits if blocked is None else logits.index_fill(1, blocked, float("-inf"))  # (B, V)
         # exp(logit - logsumexp) for the top words only, without a (B, V) softmax.
         # torch.topk's values, a few times faster, ties named by vocabulary id (models.top_k)
-        top_logits, top_ids = top_k(logits, k)
+        top_logits, top_ids = top_k(ranked, k)
         probs = (top_logits - total).exp()
         line_break = (logits[:, line_break_id] - total[:, 0]).exp()  # (B,)
         mass = torch.ones(logits.size(0), dtype=probs.dtype, device=probs.device)
@@ -169,12 +181,12 @@ class Scorer(nn.Module):
                 # The span's word ids in id order, so that top_k's lowest-column-first
                 # rule names equally likely words by vocabulary id, as the other rows do.
                 ids = sorted_ids[first:last].sort().values  # (span,)
-                kept = logits[row].index_select(0, ids)  # (span,)
+                kept = ranked[row].index_select(0, ids)  # (span,)
                 probs[row] = 0.0
                 top_ids[row] = 0
                 mass[row] = 0.0
                 if last > first:
-                    span_total = kept.logsumexp(dim=0)
+                    span_total = logits[row].index_select(0, ids).logsumexp(dim=0)
                     best, where = top_k(kept.unsqueeze(0), min(k, last - first))
                     probs[row, : best.size(1)] = (best[0] - span_total).exp()
                     top_ids[row, : best.size(1)] = ids.index_select(0, where[0])

@@ -27,6 +27,7 @@ Usage::
     tok.tokenize("The well-known sun's rising.\n'Tis o'er.")
     # ['The', 'well', '@-@', 'known', 'sun', "'s", 'rising', '.', '<eos>', "'Tis", "o'er", '.']
     tok.detokenize(['rises', 'in', 'the', 'east', '.'])  # 'rises in the east.'
+    shown("@-@")  # Shown(text="-", joins_previous=True, joins_next=True): a token offered to a person as a word
 """
 
 from __future__ import annotations
@@ -156,6 +157,32 @@ class Tokenizer:
             if after[-1].isspace():
                 joiner.attach = True
         return joiner
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A token as a person writes it, and how it joins the words around it: what a client that
+    offers it as a word (a keyboard's strip) needs to put it in a text without knowing WikiText."""
+
+    text: str  # "-" for "@-@", "," for "@,@", "." for "@.@"; every other token as it is
+    joins_previous: bool  # no space before it: in-word separators, clitics ('s, 't), closing punctuation
+    joins_next: bool  # no space after it: in-word separators, opening brackets, an opening quote
+
+
+def shown(token: str, quote_open: bool = False) -> Shown:
+    """``token`` as a person writes it; ``quote_open``: the text so far has an unclosed ``"``, which
+    this one then closes. The same rules as ``Detokenizer``, for one token offered on its own."""
+    if token in _JOINERS:
+        return Shown(_JOINERS[token], True, True)
+    if token == '"':
+        return Shown(token, quote_open, not quote_open)
+    joins_previous = token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token) is not None
+    return Shown(token, joins_previous, token in _NO_SPACE_AFTER)
+
+
+def is_in_word_separator(token: str) -> bool:
+    """``@-@``, ``@,@`` or ``@.@``: the token joins the words on both sides into one written word."""
+    return token in _JOINERS
 
 
 class Detokenizer:

@@ -119,7 +119,13 @@ class NextWord:
         model_thread = ModelThread()
         try:
             self.predictor = model_thread.submit(
-                load_predictor, self.stored_model, device, SETTINGS.precision, SETTINGS.state_cache_mb, self.threads
+                load_predictor,
+                self.stored_model,
+                device,
+                SETTINGS.precision,
+                SETTINGS.state_cache_mb,
+                self.threads,
+                SETTINGS.blocklist,
             ).result()
         except Exception as error:  # a corrupt or incompatible store entry: no worker could ever serve it
             first_line = (str(error).strip().splitlines() or [""])[0]

@@ -70,6 +70,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "",
         "a file holding the API key (a mounted Kubernetes Secret); not with NEXTWORD_API_KEY",
     ),
+    "NEXTWORD_BLOCKLIST": (
+        "",
+        "a file of words never offered in suggestions and completions nor generated, one a line, any case; "
+        "# starts a comment",
+    ),
     "NEXTWORD_TRACING_SAMPLE_RATE": (
         "0",
         "share of requests traced with OpenTelemetry, 0..1; at 0 the API routes skip the tracing middleware",
@@ -106,6 +111,7 @@ class Settings:
     direct_route_switch: bool
     tracing_sample_rate: float
     api_key: str | None = field(default=None, repr=False)  # never in a log line
+    blocklist: tuple[str, ...] = field(default=(), repr=False)  # NEXTWORD_BLOCKLIST's words
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -173,6 +179,18 @@ class Settings:
                 raise ValueError(f"{source} must be printable ASCII without spaces (the key is not shown)")
             return key or None
 
+        def blocklist() -> tuple[str, ...]:
+            path = text("NEXTWORD_BLOCKLIST")
+            if not path:
+                return ()
+            try:
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                raise ValueError(
+                    f"NEXTWORD_BLOCKLIST must name a readable UTF-8 file, got {path!r} ({type(error).__name__})"
+                ) from None
+            return tuple(word for line in lines if (word := line.split("#", 1)[0].strip()))
+
         return cls(
             model_tag=text("NEXTWORD_MODEL"),
             device=choice("NEXTWORD_DEVICE", DEVICE_CHOICES),
@@ -196,6 +214,7 @@ class Settings:
             direct_route_switch=switch("NEXTWORD_DIRECT_ROUTE"),
             tracing_sample_rate=share("NEXTWORD_TRACING_SAMPLE_RATE"),
             api_key=api_key(),
+            blocklist=blocklist(),
         )
 
     def service_config(self) -> dict:

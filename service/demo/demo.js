@@ -6,14 +6,12 @@
 
 const DEBOUNCE_MS = 60;   // one request per pause in typing, short enough to feel instant
 const TOP_K = 5;
-const JOINERS = { "@-@": "-", "@,@": ",", "@.@": "." };  // the tokenizer's in-word separators
-const NO_SPACE_BEFORE = /^([.,;:!?)\]}%]|\.\.\.|'(s|t|ve|re|m|ll|d)?)$/i;
 
 const typing = document.getElementById("typing");
 const list = document.getElementById("suggestions");
 const status = document.getElementById("typing-status");
 
-let shown = { fragment: null, words: [] };  // what the list shows now, for Tab and clicks
+let shown = { fragment: null, predictions: [] };  // what the list shows now, for Tab and clicks
 let latest = 0;                             // the newest request: older answers are stale
 let pending = null;                         // its AbortController
 let timer = null;
@@ -79,7 +77,7 @@ async function suggest() {
 }
 
 function render(answer) {
-  shown = { fragment: answer.fragment, words: answer.predictions.map((p) => p.word) };
+  shown = { fragment: answer.fragment, predictions: answer.predictions };
   if (answer.fragment === null) {
     const lineBreak = (100 * answer.line_break_probability).toPrecision(2);
     status.textContent = `next word (a line break: ${lineBreak}%)`;
@@ -113,37 +111,34 @@ function item(prediction, top) {
   probability.textContent = `${(100 * prediction.probability).toFixed(1)}%`;
   button.append(word, bar, probability);
   button.addEventListener("click", () => {
-    accept(prediction.word);
+    accept(prediction);
     typing.focus();
   });
   li.append(button);
   return li;
 }
 
-// Put the word in place of the fragment being completed (or after the text), then a space.
-function accept(word) {
+// Put the word in place of the fragment being completed (or after the text), joined as the server
+// says: no space before a word that joins the one before it (a hyphen, 's, a comma), and a space
+// after it unless the next word joins it.
+function accept(prediction) {
   let text = typing.value;
   if (shown.fragment !== null) {
     text = text.slice(0, text.length - shown.fragment.length);
   }
-  if (word in JOINERS) {
-    text = text.trimEnd() + JOINERS[word];
-  } else if (NO_SPACE_BEFORE.test(word)) {
-    text = text.trimEnd() + word + " ";
-  } else {
-    text = text + word + " ";
-  }
+  if (prediction.joins_previous) text = text.trimEnd();
+  text += prediction.word + (prediction.joins_next ? "" : " ");
   typing.value = text;
   typing.setSelectionRange(text.length, text.length);
-  shown = { fragment: null, words: [] };
+  shown = { fragment: null, predictions: [] };
   schedule(0);
 }
 
 typing.addEventListener("input", () => schedule(DEBOUNCE_MS));
 typing.addEventListener("keydown", (event) => {
-  if (event.key === "Tab" && !event.shiftKey && shown.words.length) {
+  if (event.key === "Tab" && !event.shiftKey && shown.predictions.length) {
     event.preventDefault();
-    accept(shown.words[0]);
+    accept(shown.predictions[0]);
   }
 });
 

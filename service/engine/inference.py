@@ -36,8 +36,10 @@ from models.bundle import ModelBundle, load_bundle
 from models.completion import PrefixIndex
 from models.device import pick_dtype
 from models.scoring import TopWords, compile_scorer, rows_per_decode
+from models.tokenizer import is_in_word_separator, shown
 from models.top_k import top_k
 from models.word_search import WordSearch, fragment_of, phase_after
+from service.engine.blocklist import Blocklist
 from service.engine.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.engine.state_cache import StateCache
 from service.engine.threads import TorchThreads
@@ -47,6 +49,7 @@ from service.engine.types import (
     GenerationRequest,
     NextWordQuery,
     NextWords,
+    Prediction,
     TokenLogprob,
 )
 
@@ -56,6 +59,8 @@ if TYPE_CHECKING:
 # Scoring a prompt decodes (rows x positions) distributions of the whole vocabulary at once;
 # this many at a time bounds that memory (at 17k words about 70 MB in float32).
 SCORED_POSITIONS_AT_ONCE = 1024
+# A character-level model's search finds at most this many words more than asked, to drop the blocked ones.
+CHARACTER_SEARCH_SPARE = 100
 
 
 @dataclass
@@ -77,6 +82,22 @@ class Encoded:
     ids: list[int]
     tokens: int  # without the leading <eos>
     unknown: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """A /predict_next text as the model reads it, and what a person sees of its end."""
+
+    encoded: Encoded  # the text to score: all of it, or what comes before the fragment
+    fragment: str | None  # the token being completed, as the tokenizer reads it
+    typed: str | None  # the characters a completion replaces, as typed: "well-kn" for well @-@ kn
+    compound: str  # what every completion's word starts with: a compound's earlier parts ("well-"), else ""
+    quote_open: bool  # the text has an unclosed '"', which a suggested '"' would close
+
+
+def joined(spans: list[tuple[int, int]], first: int, last: int) -> bool:
+    """Tokens ``first`` to ``last`` lie side by side in the text, with no white space between them."""
+    return all(spans[i][1] == spans[i + 1][0] for i in range(first, last))
 
 
 @dataclass(eq=False)
@@ -129,7 +150,13 @@ class DecodeBatch:
 class Predictor:
     """Runs a loaded model for the service; one per worker, used from one thread."""
 
-    def __init__(self, bundle: ModelBundle, device: torch.device, cache: StateCache | None = None) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: torch.device,
+        cache: StateCache | None = None,
+        blocklist: tuple[str, ...] = (),
+    ) -> None:
         self.bundle = bundle
         self.model = bundle.model
         self.vocab = bundle.vocab
@@ -137,10 +164,17 @@ class Predictor:
         self.device = device
         self.cache = cache
         self.tally = TokenTally()
-        self.banned_ids = frozenset(self.vocab.special_ids)  # never offered to clients as words
+        self.blocklist = Blocklist(self.vocab, blocklist, device)
+        self.specials = frozenset(self.vocab.special_ids)
+        self.banned_ids = self.specials | self.blocklist.ids  # never offered to clients as words
         # Never offered as a token's alternatives: no text is spelled by them (a line break is).
         self.textless_ids = frozenset(i for i in (self.vocab.unk_id, self.vocab.end_id) if i is not None)
-        self.max_words = len(self.vocab) - len(self.banned_ids)
+        self.max_words = len(self.vocab) - len(self.specials)
+        # Tokens a person writes the same way as another ("@,@" and ","): an answer offers one of each.
+        by_written: dict[str, list[int]] = {}
+        for i, token in enumerate(self.vocab.words):
+            by_written.setdefault(shown(token).text, []).append(i)
+        self.written_twice = frozenset(i for ids in by_written.values() if len(ids) > 1 for i in ids)
         self.normalized = bundle.config.log_probabilities  # decode returns log-probabilities already
         self.scorer = compile_scorer(self.model, self.normalized, rows_per_decode(device))
         self.words = PrefixIndex(self.vocab)
@@ -155,26 +189,56 @@ class Predictor:
         ids = self.vocab.encode(tokens)
         return Encoded([self.vocab.line_break_id, *ids], len(ids), ids.count(self.vocab.unk_id))
 
-    def _split_fragment(self, item: NextWordQuery) -> tuple[Encoded, str | None]:
+    def _split_fragment(self, item: NextWordQuery) -> Prefix:
         """The text to score, and the partly typed word at its end when the input asks to complete one."""
         tokens = self.tokenizer.tokenize(item.text)
-        if item.complete and tokens and not item.text[-1].isspace():
-            return self._encode_tokens(tokens[:-1]), tokens[-1]
-        return self._encode_tokens(tokens), None
+        quote_open = tokens.count('"') % 2 == 1
+        if not (item.complete and tokens and not item.text[-1].isspace()):
+            return Prefix(self._encode_tokens(tokens), None, None, "", quote_open)
+        # A compound typed so far ("well-kn": well @-@ kn) is completed as one written word: the
+        # model completes its last part after the parts before it, and a person sees the whole.
+        last = len(tokens) - 1
+        read = item.text.lower() if self.tokenizer.settings.lowercase else item.text
+        if (last < 2 or not is_in_word_separator(tokens[last - 1])) and read.endswith(tokens[last]):
+            typed = item.text[len(item.text) - len(tokens[last]) :]  # the usual case: no compound
+            return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, "", quote_open)
+        spans = self.tokenizer.spans(item.text)
+        first = last
+        while first >= 2 and is_in_word_separator(tokens[first - 1]) and joined(spans, first - 2, first):
+            first -= 2
+        compound = "".join(shown(token).text for token in tokens[first:last])
+        typed = item.text[spans[first][0] :]
+        return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, compound, quote_open)
+
+    def _prediction(self, token: str, probability: float, prefix: Prefix) -> Prediction:
+        """A next word as a person writes it, with the model's token beside it."""
+        written = shown(token, prefix.quote_open)
+        return {
+            "word": prefix.compound + written.text,
+            "token": token,
+            "joins_previous": written.joins_previous,
+            "joins_next": written.joins_next,
+            "probability": probability,
+        }
 
     @torch.inference_mode()
     def predict_next(self, inputs: list[NextWordQuery]) -> list[NextWords]:
         if self.word_search is not None:
             return self._predict_next_by_characters(inputs, self.word_search)
         split = [self._split_fragment(item) for item in inputs]
-        rows = [encoded.ids for encoded, _ in split]
-        spans = [self.words.span(fragment) if fragment is not None else None for _, fragment in split]
-        # The special ids may be among the top ones, so take that many more and drop them.
-        k = min(max(item.top_k for item in inputs), self.max_words) + len(self.banned_ids)
+        rows = [prefix.encoded.ids for prefix in split]
+        spans = [self.words.span(prefix.fragment) if prefix.fragment is not None else None for prefix in split]
+        excluded = [self.blocklist.matching(item.exclude) if item.exclude else frozenset() for item in inputs]
+        # The special ids, a row's excluded ones and the tokens written as another (",": "," and "@,@") may be
+        # among the top ones: take that many more, then drop them. The blocklist's are masked in the scorer.
+        k = min(max(item.top_k + len(out) for item, out in zip(inputs, excluded, strict=True)), self.max_words)
+        k += len(self.specials) + len(self.written_twice)
         tokens, lengths, state, hidden = self._resume(rows)
-        completions = self._span_tensors(spans) if any(span is not None for span in spans) else ()
+        completions = self._span_tensors(spans) if any(span is not None for span in spans) else (None,) * 4
         top = TopWords(
-            *self.scorer.top_words(tokens, lengths, state, hidden, k, self.vocab.line_break_id, *completions)
+            *self.scorer.top_words(
+                tokens, lengths, state, hidden, k, self.vocab.line_break_id, *completions, self.blocklist.tensor
+            )
         )
         if self.cache is not None:
             self.cache.store(rows, top.state, top.hidden)
@@ -182,6 +246,7 @@ class Predictor:
         rows_out = zip(
             inputs,
             split,
+            excluded,
             spans,
             top.ids.tolist(),
             top.probs.tolist(),
@@ -189,19 +254,38 @@ class Predictor:
             top.line_break.tolist(),
             strict=True,
         )
-        for item, (encoded, fragment), span, ids, probs, mass, line_break_probability in rows_out:
-            answer: NextWords = {"tokens": encoded.tokens, "unknown": encoded.unknown}
+        for item, prefix, out_of_row, span, ids, probs, mass, line_break_probability in rows_out:
+            answer: NextWords = {"tokens": prefix.encoded.tokens, "unknown": prefix.encoded.unknown}
+            offered = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids]
+            if out_of_row:
+                offered = [(i, p) for i, p in offered if i not in out_of_row]
             if span is None:
-                words = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids]
+                words = offered
                 answer["line_break_probability"] = line_break_probability
             else:
                 low, high = span
                 place = self.words.place_of
-                words = [(i, p) for i, p in zip(ids, probs, strict=True) if low <= place[i] < high]
-                answer |= {"fragment": fragment, "matching_words": high - low, "matching_probability": mass}
-            answer["predictions"] = [{"word": self.vocab.words[i], "probability": p} for i, p in words[: item.top_k]]
+                words = [(i, p) for i, p in offered if low <= place[i] < high]
+                answer |= {"fragment": prefix.typed, "matching_words": high - low, "matching_probability": mass}
+            if self.written_twice:
+                words = self._once_each(words)
+            answer["predictions"] = [self._prediction(self.vocab.words[i], p, prefix) for i, p in words[: item.top_k]]
             out.append(answer)
         return out
+
+    def _once_each(self, words: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """The words with no two written alike: the likelier of two tokens a person writes the same
+        way (``,`` and ``@,@``) is the one offered, with its own probability."""
+        seen: set[str] = set()
+        kept = []
+        for i, p in words:
+            if i in self.written_twice:
+                written = shown(self.vocab.words[i]).text
+                if written in seen:
+                    continue
+                seen.add(written)
+            kept.append((i, p))
+        return kept
 
     def _predict_next_by_characters(self, inputs: list[NextWordQuery], search: WordSearch) -> list[NextWords]:
         """A character-level model's next words: the fragment being completed is simply part of the text."""
@@ -215,17 +299,24 @@ class Predictor:
             for item in inputs
         ]
         phases = [phase_after(item.text, bool(fragment)) for item, fragment in zip(inputs, fragments, strict=True)]
-        words, line_break = search.next_words(hidden, state, phases, max(item.top_k for item in inputs))
+        # Its words are found, not tokens: the blocked and excluded ones are dropped after a search that
+        # many words larger (at most CHARACTER_SEARCH_SPARE more: a long blocklist can shorten an answer).
+        unwanted = [self.blocklist.written | {word.lower() for word in item.exclude} for item in inputs]
+        spare = min(max(len(words) for words in unwanted), CHARACTER_SEARCH_SPARE)
+        k = max(item.top_k for item in inputs) + spare
+        words, line_break = search.next_words(hidden, state, phases, k)
         out: list[NextWords] = []
-        for item, e, fragment, found, p_line_break in zip(
-            inputs, encoded, fragments, words, line_break.tolist(), strict=True
+        for item, e, fragment, found, p_line_break, unwanted_words in zip(
+            inputs, encoded, fragments, words, line_break.tolist(), unwanted, strict=True
         ):
+            found = [(w, p) for w, p in found if (fragment + w).lower() not in unwanted_words]
             answer: NextWords = {"tokens": e.tokens, "unknown": e.unknown}
             if fragment:
                 answer["fragment"] = fragment
             else:
                 answer["line_break_probability"] = p_line_break
-            answer["predictions"] = [{"word": fragment + w, "probability": p} for w, p in found[: item.top_k]]
+            prefix = Prefix(e, fragment or None, fragment or None, "", item.text.count('"') % 2 == 1)
+            answer["predictions"] = [self._prediction(fragment + w, p, prefix) for w, p in found[: item.top_k]]
             out.append(answer)
         return out
 
@@ -275,6 +366,8 @@ class Predictor:
         # The model alone: the recency cache would favour the text's own samples (models.recency).
         logits = self.model.decode(batch.hidden, batch.state, False).float()  # (A, V), a fresh tensor
         logits[:, self.vocab.unk_id] = float("-inf")  # never generated; one column, not a (A, V) pass
+        if self.blocklist.tensor is not None:
+            logits.index_fill_(1, self.blocklist.tensor, float("-inf"))  # nor is a blocked word
         uniforms = draw_uniforms([row.generator for row in batch.rows], self.device)
         chosen = choose_next(logits, batch.params, uniforms).tolist()
         if any(row.input.logprobs is not None for row in batch.rows):
@@ -418,9 +511,15 @@ class Predictor:
 
 
 def load_predictor(
-    stored: bentoml.Model, device: torch.device, precision: str, state_cache_mb: int, threads: TorchThreads
+    stored: bentoml.Model,
+    device: torch.device,
+    precision: str,
+    state_cache_mb: int,
+    threads: TorchThreads,
+    blocklist: tuple[str, ...] = (),
 ) -> Predictor:
-    """Load the model, with a state cache of ``state_cache_mb`` MiB (0: none), and serve warm-up batches.
+    """Load the model, with a state cache of ``state_cache_mb`` MiB (0: none) and the words it
+    never offers (``service.engine.blocklist``), and serve warm-up batches.
 
     ``precision``: as ``models.device.pick_dtype`` reads it. Call it on the
     thread that will run the model (``service.service`` says why).
@@ -432,6 +531,6 @@ def load_predictor(
         config = bundle.config
         shape = (config.state_slots, config.num_layers, config.hidden_size)
         cache = StateCache(state_cache_mb * 2**20, shape, bundle.dtype, device)
-    predictor = Predictor(bundle, device, cache)
+    predictor = Predictor(bundle, device, cache, blocklist)
     predictor.warm_up()
     return predictor

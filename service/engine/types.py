@@ -35,12 +35,16 @@ class NextWordQuery:
     text: str  # the raw prefix; empty asks for the first word of a text
     top_k: int  # how many words to answer
     complete: bool = False  # read a last word not followed by white space as partly typed
+    exclude: tuple[str, ...] = ()  # words never to offer in this answer, as written, any case
 
 
 class Prediction(TypedDict):
-    """One next word and its probability."""
+    """One next word as a person writes it, and its probability."""
 
-    word: str
+    word: str  # as written ("-" for the token "@-@"); when completing a compound, the whole ("well-known")
+    token: str  # the model's token
+    joins_previous: bool  # written without a space before it (a hyphen, 's, closing punctuation)
+    joins_next: bool  # the next word follows it without a space (a hyphen, an opening bracket)
     probability: float  # among the words that start with the fragment, when completing one
 
 
@@ -50,7 +54,7 @@ class NextWords(TypedDict, total=False):
     predictions: list[Prediction]  # most probable first
     tokens: int  # tokens in the prefix (before the fragment, when completing)
     unknown: int  # prefix tokens outside the vocabulary
-    fragment: str  # only when completing: the partly typed word
+    fragment: str  # only when completing: the partly typed word as typed, the characters a completion replaces
     matching_words: int  # only when completing with a word model: vocabulary words that start with it
     matching_probability: float  # only when completing with a word model: their total probability
     line_break_probability: float  # only when not completing: the probability that a line break comes next

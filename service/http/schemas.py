@@ -25,6 +25,8 @@ _COUNTING_TOKENIZER = Tokenizer()
 MAX_TOP_K = 100
 MAX_STOP_STRINGS = 8
 MAX_STOP_CHARS = 100
+MAX_EXCLUDED_WORDS = 100
+MAX_EXCLUDED_CHARS = 64
 
 
 def check_token_count(value: str) -> str:
@@ -71,19 +73,47 @@ class NextWordInput(_Strict):
         examples=[True],
     )
 
+    exclude: list[Annotated[str, Field(max_length=MAX_EXCLUDED_CHARS)]] = Field(
+        default=[],
+        max_length=MAX_EXCLUDED_WORDS,
+        description=(
+            "Words never to offer in this answer, as written (`-` names `@-@`), in any case; the answer still "
+            "holds `top_k` words, the likeliest of the others. The server's own blocklist "
+            "(`NEXTWORD_BLOCKLIST`) applies to every request besides."
+        ),
+        examples=[["the", "a"]],
+    )
+
     _tokens = field_validator("text")(check_token_count)
 
     def query(self) -> NextWordQuery:
-        return NextWordQuery(self.text, self.top_k, self.complete)
+        return NextWordQuery(self.text, self.top_k, self.complete, tuple(self.exclude))
 
 
 class WordProbability(BaseModel):
     word: str = Field(
         description=(
-            "A vocabulary word (never <unk>, a line break or the end of a text); for a character-level "
-            "model, a run of letters, digits and apostrophes, or one punctuation mark."
+            "The next word as a person writes it: a vocabulary word (never <unk>, a line break or the end of a "
+            "text), with the corpus's in-word separators written as they are typed (`-` for `@-@`, `,` for "
+            "`@,@`, `.` for `@.@`); when completing a compound (`well-kn`), the whole compound (`well-known`). "
+            "For a character-level model, a run of letters, digits and apostrophes, or one punctuation mark."
         ),
         examples=["east"],
+    )
+    token: str = Field(description="The model's own token for it (`@-@` where `word` is `-`).", examples=["east"])
+    joins_previous: bool = Field(
+        description=(
+            "Written without a space before it: a hyphen or other in-word separator, a clitic (`'s`, `'t`), "
+            "closing punctuation, a closing quote. A client removes the white space before it."
+        ),
+        examples=[False],
+    )
+    joins_next: bool = Field(
+        description=(
+            "The word after it follows without a space: an in-word separator, an opening bracket or quote. "
+            "A client adds no space after it."
+        ),
+        examples=[False],
     )
     probability: float = Field(
         description=(
@@ -105,7 +135,10 @@ class NextWordOutput(BaseModel):
     unknown: int = Field(description="Prefix tokens outside the vocabulary (read as <unk>).", examples=[0])
     fragment: str | None = Field(
         default=None,
-        description="The partly typed word that was completed, as the tokenizer read it; null when none was.",
+        description=(
+            "The partly typed word that was completed, as typed: the characters at the text's end that a "
+            "prediction's `word` replaces (`well-kn` for a compound); null when none was."
+        ),
         examples=["rel"],
     )
     matching_words: int | None = Field(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bench.launcher import Server
+from models.tokenizer import shown
 
 pytestmark = pytest.mark.slow
 
@@ -178,26 +179,30 @@ def test_an_error_is_shown_in_the_status_line(browser, server: Server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "fragment", "word", "expected"),
+    ("text", "fragment", "token", "expected"),
     [
         ("the game was rel", "rel", "released", "the game was released "),  # a completion replaces its fragment
         ("In 1990 ", None, ",", "In 1990, "),  # punctuation attaches to the word before
         ("the players ", None, "'s", "the players's "),  # as do the clitics
         ("it was a well ", None, "@-@", "it was a well-"),  # an in-word joiner: no space on either side
         ("it was a well-", None, "known", "it was a well-known "),  # and the next word follows it directly
+        ("He said ", None, "(", "He said ("),  # an opening bracket: the next word joins it
     ],
 )
 def test_taking_a_suggestion_joins_it_as_a_person_writes_it(
-    browser, server: Server, text: str, fragment: str | None, word: str, expected: str
+    browser, server: Server, text: str, fragment: str | None, token: str, expected: str
 ) -> None:
-    """The page's own accept(), as Tab and clicks call it, on the suggestion the list shows."""
+    """The page's own accept(), as Tab and clicks call it, on a suggestion as the server words it."""
+    written = shown(token)
+    prediction = {"word": written.text, "token": token, "joins_previous": written.joins_previous}
+    prediction |= {"joins_next": written.joins_next, "probability": 0.5}
     browser.get(f"{server.url}/demo")
     value = browser.execute_script(
         "const box = document.getElementById('typing'); box.value = arguments[0];"
-        " shown = { fragment: arguments[1], words: [arguments[2]] }; accept(arguments[2]); return box.value;",
+        " shown = { fragment: arguments[1], predictions: [arguments[2]] }; accept(arguments[2]); return box.value;",
         text,
         fragment,
-        word,
+        prediction,
     )
     assert value == expected
 

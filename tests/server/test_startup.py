@@ -73,6 +73,7 @@ BAD_VALUES = {
     "NEXTWORD_TRACING_SAMPLE_RATE": "2",
     "NEXTWORD_API_KEY": "two words",  # a header cannot carry it unchanged
     "NEXTWORD_API_KEY_FILE": "/nonexistent/key",
+    "NEXTWORD_BLOCKLIST": "/nonexistent/blocklist.txt",
 }
 SECRET = {"NEXTWORD_API_KEY"}  # named, never shown
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import torch
 
+from bench.launcher import Server
 from models.vocab import SPECIALS
 from tests.conftest import TINY_TRAIN, serving
 from tests.http_calls import generate, predict
@@ -118,3 +119,29 @@ def test_greedy_generation_takes_the_first_of_equals(tied_client: httpx.Client, 
     with ThreadPoolExecutor(16) as pool:
         under_load = list(pool.map(lambda ask: generate(tied_client, ask)[0], asks * 3))
     assert under_load == alone * 3
+
+
+def test_excluded_and_blocked_words_leave_the_rest_of_the_group_in_order(
+    tied_client: httpx.Client, tied_model: TiedModel, tmp_path: Path
+) -> None:
+    """The answer refills from the same group of equals, in vocabulary order, whether the words are
+    excluded by the request or blocked by the server (NEXTWORD_BLOCKLIST, written in another case)."""
+    gone = [tied_model.top[0], tied_model.top[2]]
+    kept = [w for w in tied_model.top if w not in gone]
+    completing_gone = [tied_model.completing[1]]
+    completing_kept = [w for w in tied_model.completing if w not in completing_gone]
+    for text in TEXTS:
+        (answer,) = predict(tied_client, {"text": text, "top_k": 3, "exclude": gone})
+        assert words(answer) == kept[:3], text
+        ask = {"text": f"{text} {tied_model.letter}", "complete": True, "top_k": 3, "exclude": completing_gone}
+        assert words(predict(tied_client, ask)[0]) == completing_kept[:3], text
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("# words never offered\n" + "\n".join(w.upper() for w in gone + completing_gone) + "\n")
+    env = {"NEXTWORD_MODEL": tied_model.tag, "NEXTWORD_DEVICE": "cpu", "NEXTWORD_BLOCKLIST": str(blocklist)}
+    with Server(env=env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        for text in TEXTS:
+            assert words(predict(client, {"text": text, "top_k": 3})[0]) == kept[:3], text
+            ask = {"text": f"{text} {tied_model.letter}", "complete": True, "top_k": 3}
+            assert words(predict(client, ask)[0]) == completing_kept[:3], text
+            (greedy,) = generate(client, {"prompt": text, "max_new_tokens": 4, "temperature": 0})
+            assert greedy["tokens"] == [kept[0]] * 4, text  # sampling never draws a blocked word

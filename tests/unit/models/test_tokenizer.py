@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from models.tokenizer import LEVELS, Tokenizer, TokenizerSettings
+from models.tokenizer import LEVELS, Shown, Tokenizer, TokenizerSettings, shown
 
 tok = Tokenizer()
 
@@ -222,3 +222,53 @@ def test_spans_locate_every_token_in_the_text(text: str, settings_: TokenizerSet
 def test_spans_split_a_compound_into_its_parts() -> None:
     text = "a well@-@known song"
     assert [text[a:b] for a, b in tok.spans(text)] == ["a", "well", "@-@", "known", "song"]
+
+
+# The corpus's markup and clitic forms, and punctuation, as a person writes them:
+# (token, written, joins the word before, the next word joins it).
+SHOWN = [
+    ("@-@", "-", True, True),
+    ("@,@", ",", True, True),
+    ("@.@", ".", True, True),
+    ("'s", "'s", True, False),
+    ("'t", "'t", True, False),
+    ("'ve", "'ve", True, False),
+    ("'re", "'re", True, False),
+    ("'m", "'m", True, False),
+    ("'ll", "'ll", True, False),
+    ("'d", "'d", True, False),
+    ("\u2019s", "\u2019s", True, False),
+    (".", ".", True, False),
+    (",", ",", True, False),
+    (";", ";", True, False),
+    (":", ":", True, False),
+    ("!", "!", True, False),
+    ("?", "?", True, False),
+    (")", ")", True, False),
+    ("]", "]", True, False),
+    ("%", "%", True, False),
+    ("...", "...", True, False),
+    ("(", "(", False, True),
+    ("[", "[", False, True),
+    ("$", "$", False, True),
+    ("known", "known", False, False),
+    ("o'er", "o'er", False, False),
+    ("'tis", "'tis", False, False),
+]
+
+
+@pytest.mark.parametrize(("token", "written", "joins_previous", "joins_next"), SHOWN)
+def test_a_token_is_shown_as_a_person_writes_it(token: str, written: str, joins_previous: bool, joins_next: bool):
+    assert shown(token) == Shown(written, joins_previous, joins_next)
+
+
+def test_a_quote_opens_or_closes_by_the_text_before_it() -> None:
+    assert shown('"') == Shown('"', False, True)  # no quote open: it opens one, the next word joins it
+    assert shown('"', quote_open=True) == Shown('"', True, False)  # it closes the open one
+
+
+@pytest.mark.parametrize(("token", "written", "joins_previous", "joins_next"), SHOWN)
+def test_shown_joins_as_the_detokenizer_does(token: str, written: str, joins_previous: bool, joins_next: bool):
+    """ "a", the token and "b", joined as ``shown`` says, read as the detokenizer writes them."""
+    by_shown = "a" + ("" if joins_previous else " ") + written + ("" if joins_next else " ") + "b"
+    assert by_shown == Tokenizer().detokenize(["a", token, "b"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import astuple
 
 import pytest
 import torch
 
 from models.bundle import load_bundle
-from models.tokenizer import Tokenizer, TokenizerSettings
+from models.tokenizer import Tokenizer, TokenizerSettings, shown
 from service.engine.inference import Predictor
 from service.engine.state_cache import StateCache
 from service.engine.types import FinishReason, GenerationRequest, NextWordQuery
@@ -19,8 +20,76 @@ def test_a_lower_casing_model_completes_case_insensitively(tiny_model_tag: str) 
     bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
     bundle.tokenizer = Tokenizer(TokenizerSettings(lowercase=True))
     (answer,) = Predictor(bundle, torch.device("cpu")).predict_next([NextWordQuery("In The Fi", 5, complete=True)])
-    assert answer["fragment"] == "fi" and answer["predictions"]
+    assert answer["fragment"] == "Fi" and answer["predictions"]  # as typed: the characters a word replaces
     assert all(p["word"].startswith("fi") for p in answer["predictions"])
+
+
+def test_a_compound_is_completed_as_one_written_word(tiny_model_tag: str) -> None:
+    """ "well-kn" reads as well @-@ kn: the model completes "kn" after "well -", and a person sees
+    "well-known", replacing the "well-kn" they typed."""
+    predictor = Predictor(load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32), torch.device("cpu"))
+    (alone,) = predictor.predict_next([NextWordQuery("It was a well @-@ k", 5, complete=True)])
+    (typed,) = predictor.predict_next([NextWordQuery("It was a well-k", 5, complete=True)])
+    assert typed["fragment"] == "well-k" and alone["fragment"] == "k"
+    assert typed["predictions"], "some word starts with k"
+    for compound, part in zip(typed["predictions"], alone["predictions"], strict=True):
+        assert compound["word"] == "well-" + part["word"] and compound["token"] == part["token"]
+        assert compound["probability"] == part["probability"]
+
+
+def test_markup_is_offered_as_a_person_writes_it(tiny_model_tag: str) -> None:
+    """Whatever the model ranks, no suggestion's word is WikiText markup, and each says how it joins."""
+    predictor = Predictor(load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32), torch.device("cpu"))
+    texts = ["It was a well", "The score was 1", "The cost was 3", "It was the city", "The"]
+    offered = [
+        p for answer in predictor.predict_next([NextWordQuery(t, 200) for t in texts]) for p in answer["predictions"]
+    ]
+    assert {"@-@", "@,@", "@.@"} & {p["token"] for p in offered}, "the tiny model offers some markup here"
+    for answer in predictor.predict_next([NextWordQuery(t, 200) for t in texts]):
+        written = [p["word"] for p in answer["predictions"]]
+        assert len(written) == len(set(written)) == 200  # "," once, from "," or "@,@", whichever is likelier
+    for p in offered:
+        assert not p["word"].startswith("@"), p
+        assert (p["word"], p["joins_previous"], p["joins_next"]) == astuple(shown(p["token"])), p
+
+
+def test_a_blocklist_and_an_exclude_list_keep_the_true_top_k_of_the_other_words(tiny_model_tag: str) -> None:
+    """Blocked by the server or excluded by the request, in another case: the answer is the full
+    answer with those words taken out, refilled from below, the probabilities the model's own."""
+    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
+    plain = Predictor(bundle, torch.device("cpu"))
+    texts = ["the game was", "It was a well", "", "In 1990 , the"]
+    full = plain.predict_next([NextWordQuery(text, 60) for text in texts])
+    gone = {full[0]["predictions"][i]["word"] for i in (0, 2)} | {"-"}  # "-" is how @-@ is written
+    blocking = Predictor(bundle, torch.device("cpu"), blocklist=tuple(word.upper() for word in gone))
+    blocked = blocking.predict_next([NextWordQuery(text, 5) for text in texts])
+    excluded = plain.predict_next([NextWordQuery(text, 5, exclude=tuple(gone)) for text in texts])
+    for whole, by_server, by_request in zip(full, blocked, excluded, strict=True):
+        rest = [p for p in whole["predictions"] if p["word"] not in gone][:5]
+        assert by_server["predictions"] == rest and by_request["predictions"] == rest
+
+    fragment = "the game was re"
+    (whole,) = plain.predict_next([NextWordQuery(fragment, 60, complete=True)])
+    first = whole["predictions"][0]
+    (without,) = plain.predict_next([NextWordQuery(fragment, 5, complete=True, exclude=(first["word"],))])
+    (blocked_first,) = Predictor(bundle, torch.device("cpu"), blocklist=(first["word"],)).predict_next(
+        [NextWordQuery(fragment, 5, complete=True)]
+    )
+    rest = whole["predictions"][1:6]  # a completion's probabilities stay over all the words that match
+    assert without["predictions"] == rest and blocked_first["predictions"] == rest
+    assert blocked_first["matching_probability"] == whole["matching_probability"]
+
+
+def test_generation_never_samples_a_blocked_word(tiny_model_tag: str) -> None:
+    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
+    request = GenerationRequest("the game was", max_new_tokens=20, temperature=0)
+    (greedy,) = Predictor(bundle, torch.device("cpu")).generate([request])
+    blocklist = tuple(set(greedy.tokens[:3]))
+    (other,) = Predictor(bundle, torch.device("cpu"), blocklist=blocklist).generate([request])
+    assert other.tokens[0] != greedy.tokens[0] and not set(other.tokens) & set(blocklist)
+    sampled = [GenerationRequest("the", max_new_tokens=30, seed=seed) for seed in range(20)]
+    drawn = Predictor(bundle, torch.device("cpu"), blocklist=("the", ",", ".")).generate(sampled)
+    assert not {token.lower() for generation in drawn for token in generation.tokens} & {"the", ",", "."}
 
 
 TYPED = "The game was released in North America on the same day as the film"
