@@ -264,3 +264,17 @@ def test_the_published_contract_holds_the_new_routes_and_the_vocabulary_bound(ht
     assert ids["maximum"] == vocabulary - 1 and "x-token-id" not in json.dumps(spec)
     assert schemas["CompletionRequest"]["properties"]["best_of"]["maximum"] == 1  # what cannot be honoured, said
     assert "securitySchemes" not in spec["components"]  # no key set: no route asks for one
+
+
+def test_an_empty_prompt_completes_from_the_start_of_a_text(
+    client: openai.OpenAI, http: httpx.Client, tiny_model_tag: str
+) -> None:
+    """As /generate does with an empty prompt: found answering 500 by schemathesis's coverage phase."""
+    for prompt in ("", [""], ["", "the"]):
+        answer = client.completions.create(model=tiny_model_tag, prompt=prompt, max_tokens=3, temperature=0)
+        assert len(answer.choices) == (2 if prompt == ["", "the"] else 1)
+    echoed = client.completions.create(model=tiny_model_tag, prompt="", max_tokens=2, echo=True, logprobs=1)
+    assert echoed.choices[0].logprobs is not None
+    (greedy,) = generate(http, {"prompt": "", "max_new_tokens": 3, "temperature": 0})
+    answer = client.completions.create(model=tiny_model_tag, prompt="", max_tokens=3, temperature=0)
+    assert answer.choices[0].text == greedy["text"]

@@ -382,7 +382,7 @@ def read_prompt(predictor: Predictor, prompt: str | list[int]) -> Prompted:
         return Prompted("".join(pieces), prompt, 0, pieces, offsets, words, from_ids=True)
     words = tokenizer.tokenize(prompt)
     spans = tokenizer.spans(prompt)
-    starts = [0] + [end for _, end in spans[:-1]]  # each piece takes the white space before its token
+    starts = [0, *(end for _, end in spans[:-1])][: len(spans)]  # each piece takes the white space before it
     pieces = [prompt[start:end] for start, (_, end) in zip(starts, spans, strict=True)]
     return Prompted(prompt, predictor.encode(prompt).ids, 1, pieces, starts, words, from_ids=False)
 
