@@ -62,6 +62,7 @@ _PIECE = re.compile(
     r"|\S"
 )
 _IN_WORD_SEPARATOR = re.compile(r"([-.,])")
+_TOKEN_START = re.compile(rf"\S|{_LINE_BREAKS}")  # where a word-level token starts: anything but a space
 _JOINERS = {"@-@": "-", "@,@": ",", "@.@": "."}
 _NO_SPACE_BEFORE = {".", ",", ";", ":", "!", "?", ")", "]", "}", "%", "...", "'", "\u2019"}
 _NO_SPACE_AFTER = {"(", "[", "{", "$", "£", "€"}
@@ -69,6 +70,7 @@ _CLITIC = re.compile(rf"(?i){_APOSTROPHE}(?:s|t|ve|re|m|ll|d)")
 
 
 LEVELS = ("word", "char")
+CHARACTERS_PER_TOKEN = 8  # tokenize_end's first guess at how much of a text its last tokens take
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,30 @@ class Tokenizer:
             else:
                 tokens.append(match.group())
         return tokens
+
+    def tokenize_end(self, text: str, most: int) -> tuple[list[str], int, bool]:
+        """The last ``most`` tokens of ``text``, reading only as much of its end as they need.
+
+        Returns the tokens, where in ``text`` the part read starts, and whether tokens before them
+        were left out. The text is cut just after a white space character: no token spans one, and
+        the tokenizer reads what follows one the same way whatever came before, so the tokens are
+        the whole text's last ones. The part read grows until it holds ``most`` tokens, so the cost
+        follows ``most``, not the text's length.
+        """
+        width = CHARACTERS_PER_TOKEN * most
+        while True:
+            if width >= len(text):
+                tokens = self.tokenize(text)
+                return tokens[-most:], 0, len(tokens) > most
+            cut = next((i + 1 for i in range(len(text) - width, len(text)) if _cuts_after(text, i)), None)
+            if cut is not None:
+                tokens = self.tokenize(text[cut:])
+                if len(tokens) >= most:
+                    # Left out: more tokens read than kept, or any token before the cut (a character, for a
+                    # character-level model; else anything but spaces, a line break being a token too).
+                    before = cut > 0 if self.characters else _TOKEN_START.search(text, 0, cut) is not None
+                    return tokens[-most:], cut, len(tokens) > most or before
+            width *= 2
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where each token of ``tokenize(text)`` lies in ``text``: (start, end) offsets; each part of a
@@ -211,6 +237,12 @@ class Detokenizer:
         glue = self.attach or token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token)
         self.attach = token in _NO_SPACE_AFTER
         return token if glue else " " + token
+
+
+def _cuts_after(text: str, i: int) -> bool:
+    """Whether ``tokenize_end`` may read ``text`` from just after ``text[i]``: a white space
+    character, but not the ``\r`` of a ``\r\n``, which is one line break."""
+    return text[i].isspace() and not (text[i] == "\r" and text[i + 1 : i + 2] == "\n")
 
 
 def _split_in_word(piece: str) -> list[str]:

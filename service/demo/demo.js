@@ -6,6 +6,9 @@
 
 const DEBOUNCE_MS = 60;   // one request per pause in typing, short enough to feel instant
 const TOP_K = 5;
+// Only the text's end is read: the page keeps suggesting however long the text grows, and a
+// keystroke costs the same at word 5,000 as at word 5 (docs/api.md, truncate).
+const READ_LAST_TOKENS = 128;
 
 const typing = document.getElementById("typing");
 const list = document.getElementById("suggestions");
@@ -67,7 +70,8 @@ async function suggest() {
   if (pending) pending.abort();
   pending = new AbortController();
   try {
-    const [answer] = await postJSON("/predict_next", [{ text, top_k: TOP_K, complete: true }], pending.signal);
+    const ask = { text, top_k: TOP_K, complete: true, truncate: READ_LAST_TOKENS };
+    const [answer] = await postJSON("/predict_next", [ask], pending.signal);
     if (ticket === latest) render(answer);
   } catch (error) {
     if (ticket === latest && error.name !== "AbortError") {
@@ -89,6 +93,7 @@ function render(answer) {
     const share = (100 * answer.matching_probability).toPrecision(2);
     status.textContent = `completing "${answer.fragment}": ${answer.matching_words} words, ${share}% of the model's probability`;
   }
+  if (answer.truncated) status.textContent += ` (reading the last ${READ_LAST_TOKENS} words)`;
   const top = answer.predictions.length ? answer.predictions[0].probability : 1;
   list.replaceChildren(...answer.predictions.map((p) => item(p, top)));
 }

@@ -93,6 +93,7 @@ class Prefix:
     typed: str | None  # the characters a completion replaces, as typed: "well-kn" for well @-@ kn
     compound: str  # what every completion's word starts with: a compound's earlier parts ("well-"), else ""
     quote_open: bool  # the text has an unclosed '"', which a suggested '"' would close
+    truncated: bool = False  # tokens before the ones read were left out (NextWordQuery.truncate)
 
 
 def joined(spans: list[tuple[int, int]], first: int, last: int) -> bool:
@@ -191,24 +192,31 @@ class Predictor:
 
     def _split_fragment(self, item: NextWordQuery) -> Prefix:
         """The text to score, and the partly typed word at its end when the input asks to complete one."""
-        tokens = self.tokenizer.tokenize(item.text)
-        quote_open = tokens.count('"') % 2 == 1
-        if not (item.complete and tokens and not item.text[-1].isspace()):
-            return Prefix(self._encode_tokens(tokens), None, None, "", quote_open)
+        completing = item.complete and item.text != "" and not item.text[-1].isspace()
+        start, truncated = 0, False
+        if item.truncate is None:
+            tokens = self.tokenizer.tokenize(item.text)
+        else:  # the last `truncate` tokens before the fragment, reading only the text's end
+            tokens, start, truncated = self.tokenizer.tokenize_end(item.text, item.truncate + completing)
+            truncated = truncated or len(tokens) > item.truncate + completing
+        quote_open = item.text.count('"') % 2 == 1  # each '"' is a token: the whole text's, kept or not
+        if not (completing and tokens):
+            return Prefix(self._encode_tokens(tokens), None, None, "", quote_open, truncated)
         # A compound typed so far ("well-kn": well @-@ kn) is completed as one written word: the
         # model completes its last part after the parts before it, and a person sees the whole.
         last = len(tokens) - 1
         read = item.text.lower() if self.tokenizer.settings.lowercase else item.text
         if (last < 2 or not is_in_word_separator(tokens[last - 1])) and read.endswith(tokens[last]):
             typed = item.text[len(item.text) - len(tokens[last]) :]  # the usual case: no compound
-            return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, "", quote_open)
-        spans = self.tokenizer.spans(item.text)
+            return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, "", quote_open, truncated)
+        spans = self.tokenizer.spans(item.text[start:])  # of the part read, whose tokens end as `tokens` do
+        spans = spans[len(spans) - len(tokens) :]
         first = last
         while first >= 2 and is_in_word_separator(tokens[first - 1]) and joined(spans, first - 2, first):
             first -= 2
         compound = "".join(shown(token).text for token in tokens[first:last])
-        typed = item.text[spans[first][0] :]
-        return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, compound, quote_open)
+        typed = item.text[start + spans[first][0] :]
+        return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, compound, quote_open, truncated)
 
     def _prediction(self, token: str, probability: float, prefix: Prefix) -> Prediction:
         """A next word as a person writes it, with the model's token beside it."""
@@ -255,7 +263,11 @@ class Predictor:
             strict=True,
         )
         for item, prefix, out_of_row, span, ids, probs, mass, line_break_probability in rows_out:
-            answer: NextWords = {"tokens": prefix.encoded.tokens, "unknown": prefix.encoded.unknown}
+            answer: NextWords = {
+                "tokens": prefix.encoded.tokens,
+                "unknown": prefix.encoded.unknown,
+                "truncated": prefix.truncated,
+            }
             offered = [(i, p) for i, p in zip(ids, probs, strict=True) if i not in self.banned_ids]
             if out_of_row:
                 offered = [(i, p) for i, p in offered if i not in out_of_row]
@@ -289,7 +301,13 @@ class Predictor:
 
     def _predict_next_by_characters(self, inputs: list[NextWordQuery], search: WordSearch) -> list[NextWords]:
         """A character-level model's next words: the fragment being completed is simply part of the text."""
-        encoded = [self.encode(item.text) for item in inputs]
+        read = [
+            (self.tokenizer.tokenize(item.text), 0, False)
+            if item.truncate is None
+            else self.tokenizer.tokenize_end(item.text, item.truncate)
+            for item in inputs
+        ]
+        encoded = [self._encode_tokens(tokens) for tokens, _, _ in read]
         rows = [e.ids for e in encoded]
         hidden, state = self.scorer.prefill(*self._resume(rows))
         if self.cache is not None:
@@ -306,11 +324,11 @@ class Predictor:
         k = max(item.top_k for item in inputs) + spare
         words, line_break = search.next_words(hidden, state, phases, k)
         out: list[NextWords] = []
-        for item, e, fragment, found, p_line_break, unwanted_words in zip(
-            inputs, encoded, fragments, words, line_break.tolist(), unwanted, strict=True
+        for item, e, (_, _, truncated), fragment, found, p_line_break, unwanted_words in zip(
+            inputs, encoded, read, fragments, words, line_break.tolist(), unwanted, strict=True
         ):
             found = [(w, p) for w, p in found if (fragment + w).lower() not in unwanted_words]
-            answer: NextWords = {"tokens": e.tokens, "unknown": e.unknown}
+            answer: NextWords = {"tokens": e.tokens, "unknown": e.unknown, "truncated": truncated}
             if fragment:
                 answer["fragment"] = fragment
             else:

@@ -36,6 +36,7 @@ class NextWordQuery:
     top_k: int  # how many words to answer
     complete: bool = False  # read a last word not followed by white space as partly typed
     exclude: tuple[str, ...] = ()  # words never to offer in this answer, as written, any case
+    truncate: int | None = None  # read only the text's last this many tokens (before the fragment)
 
 
 class Prediction(TypedDict):
@@ -58,6 +59,7 @@ class NextWords(TypedDict, total=False):
     matching_words: int  # only when completing with a word model: vocabulary words that start with it
     matching_probability: float  # only when completing with a word model: their total probability
     line_break_probability: float  # only when not completing: the probability that a line break comes next
+    truncated: bool  # tokens before the last ``truncate`` ones were left out
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import bentoml
 from bentoml.validators import ContentType
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 
 from models.tokenizer import Tokenizer
 from service.engine.types import Generation, GenerationRequest, NextWordQuery
@@ -50,11 +50,25 @@ class _Strict(BaseModel):
 class NextWordInput(_Strict):
     """One prefix whose next word is wanted."""
 
+    truncate: int | None = Field(
+        default=None,
+        ge=1,
+        le=SETTINGS.max_text_tokens,
+        description=(
+            "Read only the text's last this many tokens (before the word being completed): a text of any "
+            f"length, up to the body limit, is then accepted, and only its end is read. Without it a text "
+            f"has at most {SETTINGS.max_text_chars} characters and {SETTINGS.max_text_tokens} tokens. The "
+            "model reads the kept tokens from a fresh state, so its answer can differ from the whole text's; "
+            "`truncated` says whether any token was left out."
+        ),
+        examples=[128],
+    )
     text: str = Field(
-        max_length=SETTINGS.max_text_chars,
+        max_length=SETTINGS.max_body_bytes,
         description=(
             "Raw text prefix, tokenized as in training; an empty string asks for the first word of a text. "
-            f"At most {SETTINGS.max_text_tokens} tokens (words and punctuation marks), else 400."
+            f"At most {SETTINGS.max_text_chars} characters and {SETTINGS.max_text_tokens} tokens (words and "
+            "punctuation marks), else 400, unless `truncate` is given."
         ),
         examples=["the sun rises in the"],
     )
@@ -84,10 +98,17 @@ class NextWordInput(_Strict):
         examples=[["the", "a"]],
     )
 
-    _tokens = field_validator("text")(check_token_count)
+    @field_validator("text")
+    @classmethod
+    def _within_limits_unless_truncated(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("truncate") is not None:  # declared before `text`, so validated first
+            return value
+        if len(value) > SETTINGS.max_text_chars:
+            raise ValueError(f"has {len(value)} characters, more than the limit of {SETTINGS.max_text_chars}")
+        return check_token_count(value)
 
     def query(self) -> NextWordQuery:
-        return NextWordQuery(self.text, self.top_k, self.complete, tuple(self.exclude))
+        return NextWordQuery(self.text, self.top_k, self.complete, tuple(self.exclude), self.truncate)
 
 
 class WordProbability(BaseModel):
@@ -133,6 +154,9 @@ class NextWordOutput(BaseModel):
         examples=[5],
     )
     unknown: int = Field(description="Prefix tokens outside the vocabulary (read as <unk>).", examples=[0])
+    truncated: bool = Field(
+        default=False, description="Tokens before the last `truncate` ones were left out.", examples=[False]
+    )
     fragment: str | None = Field(
         default=None,
         description=(

@@ -164,18 +164,39 @@ def test_a_stale_answer_is_never_shown(browser, server: Server) -> None:
     assert page_state(browser) == newer  # the older answer, arrived last, changed nothing
 
 
+def put_text(browser, text: str) -> None:
+    browser.execute_script(
+        "const box = document.getElementById('typing'); box.value = arguments[0];"
+        " box.dispatchEvent(new Event('input'));",
+        text,
+    )
+
+
+def test_the_page_keeps_suggesting_on_a_text_of_20000_characters(browser, server: Server) -> None:
+    """Over NEXTWORD_MAX_TEXT_CHARS (2,000) ten times: the page asks for the end of the text only."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server.url}/demo")
+    long_text = "The game was released in North America on the same day as the film . " * 290
+    assert len(long_text) >= 20_000
+    put_text(browser, long_text)
+    wait = WebDriverWait(browser, 15)
+    # The answer to this text, not the empty box's before it: it says that only its end was read.
+    wait.until(lambda _: page_state(browser)[1].endswith("(reading the last 128 words)"))
+    words, status = page_state(browser)
+    assert words and status.startswith("next word"), (words, status)
+    put_text(browser, long_text + "The game was rel")
+    wait.until(lambda _: page_state(browser)[1].startswith('completing "rel"'))
+    assert all(word.startswith("rel") for word in page_state(browser)[0])
+
+
 def test_an_error_is_shown_in_the_status_line(browser, server: Server) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{server.url}/demo")
-    too_long = "word " * 600  # 3,000 characters: over NEXTWORD_MAX_TEXT_CHARS
-    browser.execute_script(
-        "const box = document.getElementById('typing'); box.value = arguments[0];"
-        " box.dispatchEvent(new Event('input'));",
-        too_long,
-    )
+    put_text(browser, "word " * 220_000)  # 1.1 MB: a body over NEXTWORD_MAX_BODY_BYTES, refused with 413
     WebDriverWait(browser, 15).until(lambda _: page_state(browser)[1].startswith("no suggestions: "))
-    assert "validation error" in page_state(browser)[1]
+    assert "body" in page_state(browser)[1], page_state(browser)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from models.bundle import load_bundle
+from models.tokenizer import Tokenizer
 from tests.http_calls import predict
 
 
@@ -77,3 +78,32 @@ def test_complete_must_be_a_boolean(client: httpx.Client) -> None:
     response = client.post("/predict_next", json={"inputs": [{"text": "a", "complete": "yes"}]})
     assert response.status_code == 400
     assert response.json()["detail"][0]["loc"][-1] == "complete"
+
+
+LONG_TEXT = "The game was released in North America on the same day as the film , and it sold well . " * 230
+
+
+@pytest.mark.parametrize("keep", [1, 16, 128, 255])  # 255: with the fragment, the 256 a text may have
+def test_truncate_reads_only_the_end_of_a_text_of_any_length(client: httpx.Client, keep: int) -> None:
+    """20,000 characters, ten times the limit without truncate: the answer is the one for the text's
+    last `keep` tokens alone, for the next word and for a completion (whose fragment is not counted)."""
+    assert len(LONG_TEXT) > 20_000
+    tokenizer = Tokenizer()
+    tail = tokenizer.detokenize(tokenizer.tokenize(LONG_TEXT)[-keep:])
+    (long,) = predict(client, {"text": LONG_TEXT, "truncate": keep, "top_k": 5})
+    (short,) = predict(client, {"text": tail, "top_k": 5})
+    assert long["truncated"] and not short["truncated"] and long["tokens"] == short["tokens"] == keep
+    assert long["predictions"] == short["predictions"]
+    typed = LONG_TEXT + "the ga"
+    tail = tokenizer.detokenize(tokenizer.tokenize(typed)[-keep - 1 : -1]) + " ga"  # the window ends before "ga"
+    (long,) = predict(client, {"text": typed, "truncate": keep, "complete": True})
+    (short,) = predict(client, {"text": tail, "complete": True})
+    assert long["tokens"] == keep and long["fragment"] == short["fragment"] == "ga"
+    assert long["predictions"] == short["predictions"]
+
+
+def test_truncate_reports_nothing_left_out_of_a_short_text(client: httpx.Client) -> None:
+    (answer,) = predict(client, {"text": "the game was", "truncate": 3})
+    (whole,) = predict(client, {"text": "the game was"})
+    assert not answer["truncated"] and answer == whole
+    assert client.post("/predict_next", json={"inputs": [{"text": LONG_TEXT}]}).status_code == 400  # over 2,000

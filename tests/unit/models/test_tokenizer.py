@@ -272,3 +272,13 @@ def test_shown_joins_as_the_detokenizer_does(token: str, written: str, joins_pre
     """ "a", the token and "b", joined as ``shown`` says, read as the detokenizer writes them."""
     by_shown = "a" + ("" if joins_previous else " ") + written + ("" if joins_next else " ") + "b"
     assert by_shown == Tokenizer().detokenize(["a", token, "b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("ab1,.-' \n\r\t\"()<>unk")), max_size=400), most=st.integers(1, 40))
+def test_the_end_of_a_text_is_the_whole_texts_last_tokens(text: str, most: int) -> None:
+    for tokenizer in (Tokenizer(), Tokenizer(TokenizerSettings(level="char"))):
+        tokens, start, cut = tokenizer.tokenize_end(text, most)
+        whole = tokenizer.tokenize(text)
+        assert tokens == whole[-most:] and cut == (len(whole) > most)
+        assert tokenizer.tokenize(text[start:])[-most:] == tokens
