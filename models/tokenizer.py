@@ -178,8 +178,12 @@ class Tokenizer:
         """
         joiner = Detokenizer(self.characters)
         if not self.characters and after:
-            for token in self.tokenize(after):
-                joiner.piece(token)
+            # Only two things of ``after`` shape what follows: whether a quote is open, and its last token.
+            # Every '"' is a token of its own, so counting them is reading them all; the rest of the text
+            # need not be tokenized, and a long text costs no more than a short one.
+            (last,), _, _ = self.tokenize_end(after, 1) if after.strip() else ([LINE_BREAK], 0, False)
+            joiner.quote_open = (after.count('"') - (last == '"')) % 2 == 1
+            joiner.piece(last)
             if after[-1].isspace():
                 joiner.attach = True
         return joiner

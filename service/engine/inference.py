@@ -115,6 +115,7 @@ class Row:
     logprobs: list[TokenLogprob] = field(default_factory=list)  # per generated token, when the input asks
     cancelled: bool = False  # set from outside (a timeout, a disconnect): leave at the next step
     job: Job | None = None  # the scheduler's handle on the request this row belongs to
+    truncated: bool = False  # the prompt's tokens before its last ``truncate`` ones were left out
 
     @property
     def tokens_left(self) -> int:
@@ -348,9 +349,13 @@ class Predictor:
 
     def new_row(self, item: GenerationRequest) -> Row:
         """A generation request, tokenized, ready for ``start``."""
+        truncated = False
         if item.prompt_ids is not None:
             ids = list(item.prompt_ids)
             prompt = Encoded(ids, len(ids), ids.count(self.vocab.unk_id))
+        elif item.truncate is not None:  # the prompt's last tokens, reading only its end
+            tokens, _, truncated = self.tokenizer.tokenize_end(item.prompt, item.truncate)
+            prompt = self._encode_tokens(tokens)
         else:
             prompt = self.encode(item.prompt)
         return Row(
@@ -358,6 +363,7 @@ class Predictor:
             prompt=prompt,
             stops=[self.vocab.encode(self.tokenizer.tokenize(stop)) for stop in item.stop],
             generator=row_generator(item.seed),
+            truncated=truncated,
         )
 
     @torch.inference_mode()
@@ -412,6 +418,7 @@ class Predictor:
             ids=tuple(row.ids),
             stop_tokens=row.stop_tokens,
             logprobs=tuple(row.logprobs) if row.input.logprobs is not None else None,
+            truncated=row.truncated,
         )
 
     def log_probs(self, hidden: Tensor, state: Tensor) -> Tensor:

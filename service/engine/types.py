@@ -77,6 +77,7 @@ class GenerationRequest:
     # added, so a client that tokenized with the service's tokenizer controls every position.
     prompt_ids: tuple[int, ...] | None = None
     logprobs: int | None = None  # report each generated token's log-probability and this many alternatives
+    truncate: int | None = None  # continue only the prompt's last this many tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +106,4 @@ class Generation:
     stop_tokens: int = 0  # how many of the last tokens are the stop sequence that ended it
     # One per generated token when the request asked, and one more for the end of the text (EOS).
     logprobs: tuple[TokenLogprob, ...] | None = None
+    truncated: bool = False  # prompt tokens before the last ``truncate`` ones were left out

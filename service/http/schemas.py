@@ -41,6 +41,16 @@ def check_token_count(value: str) -> str:
     return value
 
 
+def within_limits_unless_truncated(value: str, info: ValidationInfo) -> str:
+    """A text or prompt within NEXTWORD_MAX_TEXT_CHARS and NEXTWORD_MAX_TEXT_TOKENS, unless the input
+    reads only its end (``truncate``, declared before the text, so validated first)."""
+    if info.data.get("truncate") is not None:
+        return value
+    if len(value) > SETTINGS.max_text_chars:
+        raise ValueError(f"has {len(value)} characters, more than the limit of {SETTINGS.max_text_chars}")
+    return check_token_count(value)
+
+
 class _Strict(BaseModel):
     """Unknown fields are refused, and types are strict: no "5" or true for a number."""
 
@@ -98,14 +108,7 @@ class NextWordInput(_Strict):
         examples=[["the", "a"]],
     )
 
-    @field_validator("text")
-    @classmethod
-    def _within_limits_unless_truncated(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("truncate") is not None:  # declared before `text`, so validated first
-            return value
-        if len(value) > SETTINGS.max_text_chars:
-            raise ValueError(f"has {len(value)} characters, more than the limit of {SETTINGS.max_text_chars}")
-        return check_token_count(value)
+    _limits = field_validator("text")(within_limits_unless_truncated)
 
     def query(self) -> NextWordQuery:
         return NextWordQuery(self.text, self.top_k, self.complete, tuple(self.exclude), self.truncate)
@@ -213,9 +216,23 @@ StopString = Annotated[
 class GenerateInput(_Strict):
     """One prompt to continue."""
 
+    truncate: int | None = Field(
+        default=None,
+        ge=1,
+        le=SETTINGS.max_text_tokens,
+        description=(
+            "Continue only the prompt's last this many tokens: a prompt of any length, up to the body limit, "
+            "is then accepted, and only its end is read (as /predict_next's `truncate`); `truncated` says "
+            "whether any token was left out."
+        ),
+        examples=[128],
+    )
     prompt: str = Field(
-        max_length=SETTINGS.max_text_chars,
-        description=f"Raw text to continue; may be empty. At most {SETTINGS.max_text_tokens} tokens, else 400.",
+        max_length=SETTINGS.max_body_bytes,
+        description=(
+            f"Raw text to continue; may be empty. At most {SETTINGS.max_text_chars} characters and "
+            f"{SETTINGS.max_text_tokens} tokens, else 400, unless `truncate` is given."
+        ),
         examples=["the sun"],
     )
     max_new_tokens: int = Field(
@@ -261,11 +278,18 @@ class GenerateInput(_Strict):
         examples=[["."]],
     )
 
-    _tokens = field_validator("prompt")(check_token_count)
+    _limits = field_validator("prompt")(within_limits_unless_truncated)
 
     def request(self) -> GenerationRequest:
         return GenerationRequest(
-            self.prompt, self.max_new_tokens, self.temperature, self.top_k, self.top_p, self.seed, tuple(self.stop)
+            self.prompt,
+            self.max_new_tokens,
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            self.seed,
+            tuple(self.stop),
+            truncate=self.truncate,
         )
 
 
@@ -284,6 +308,9 @@ class GenerateOutput(BaseModel):
     )
     prompt_tokens: int = Field(description="Tokens in the prompt.", examples=[2])
     unknown: int = Field(description="Prompt tokens outside the vocabulary (read as <unk>).", examples=[0])
+    truncated: bool = Field(
+        default=False, description="Prompt tokens before the last `truncate` ones were left out.", examples=[False]
+    )
 
 
 PREDICT_EXAMPLE = [
@@ -360,4 +387,5 @@ def generate_output(generation: Generation) -> GenerateOutput:
         finish_reason=generation.finish_reason.value,
         prompt_tokens=generation.prompt_tokens,
         unknown=generation.unknown,
+        truncated=generation.truncated,
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import torch
 
 from models.bundle import load_bundle
 from models.tokenizer import Tokenizer
-from tests.http_calls import predict
+from tests.http_calls import generate, predict
 
 
 def plain_distribution(client: httpx.Client, text: str) -> dict[str, float]:
@@ -107,3 +109,21 @@ def test_truncate_reports_nothing_left_out_of_a_short_text(client: httpx.Client)
     (whole,) = predict(client, {"text": "the game was"})
     assert not answer["truncated"] and answer == whole
     assert client.post("/predict_next", json={"inputs": [{"text": LONG_TEXT}]}).status_code == 400  # over 2,000
+
+
+def test_generate_continues_only_the_end_of_a_long_prompt_with_truncate(client: httpx.Client) -> None:
+    """Greedy, a 20,000-character prompt read to its last 32 tokens continues as those tokens alone do,
+    by /generate and by /generate_stream, whose final event says so too."""
+    tokenizer = Tokenizer()
+    tail = tokenizer.detokenize(tokenizer.tokenize(LONG_TEXT)[-32:])
+    asked = {"prompt": LONG_TEXT, "truncate": 32, "max_new_tokens": 8, "temperature": 0}
+    (long,) = generate(client, asked)
+    (short,) = generate(client, {"prompt": tail, "max_new_tokens": 8, "temperature": 0})
+    assert long["truncated"] and not short["truncated"] and long["prompt_tokens"] == short["prompt_tokens"] == 32
+    # The same words; the long prompt ends in a space, so its continuation starts without one.
+    assert long["tokens"] == short["tokens"] and long["text"] == short["text"].lstrip()
+    stream = client.post("/generate_stream", json={"inputs": [asked]})
+    final = json.loads([line for line in stream.text.splitlines() if line.startswith("data: ")][-1][6:])
+    assert final["truncated"] and final["tokens"] == long["tokens"] and final["text"] == long["text"]
+    refused = client.post("/generate", json={"inputs": [{"prompt": LONG_TEXT}]})
+    assert refused.status_code == 400 and refused.json()["detail"][0]["loc"][-1] == "prompt"
