@@ -9,7 +9,7 @@ A valid input becomes the engine's type (``NextWordInput.query``,
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
 from bentoml.validators import ContentType
@@ -51,6 +51,12 @@ def within_limits_unless_truncated(value: str, info: ValidationInfo) -> str:
     return check_token_count(value)
 
 
+def truncate_field(description: str) -> Any:
+    """An input's ``truncate``: how many of a text's last tokens to read, up to NEXTWORD_MAX_TEXT_TOKENS.
+    Declared before the text, whose limits it lifts (``within_limits_unless_truncated``)."""
+    return Field(default=None, ge=1, le=SETTINGS.max_text_tokens, description=description, examples=[128])
+
+
 class _Strict(BaseModel):
     """Unknown fields are refused, and types are strict: no "5" or true for a number."""
 
@@ -60,18 +66,12 @@ class _Strict(BaseModel):
 class NextWordInput(_Strict):
     """One prefix whose next word is wanted."""
 
-    truncate: int | None = Field(
-        default=None,
-        ge=1,
-        le=SETTINGS.max_text_tokens,
-        description=(
-            "Read only the text's last this many tokens (before the word being completed): a text of any "
-            f"length, up to the body limit, is then accepted, and only its end is read. Without it a text "
-            f"has at most {SETTINGS.max_text_chars} characters and {SETTINGS.max_text_tokens} tokens. The "
-            "model reads the kept tokens from a fresh state, so its answer can differ from the whole text's; "
-            "`truncated` says whether any token was left out."
-        ),
-        examples=[128],
+    truncate: int | None = truncate_field(
+        "Read only the text's last this many tokens (before the word being completed): a text of any "
+        f"length, up to the body limit, is then accepted, and only its end is read. Without it a text "
+        f"has at most {SETTINGS.max_text_chars} characters and {SETTINGS.max_text_tokens} tokens. The "
+        "model reads the kept tokens from a fresh state, so its answer can differ from the whole text's; "
+        "`truncated` says whether any token was left out."
     )
     text: str = Field(
         max_length=SETTINGS.max_body_bytes,
@@ -216,16 +216,10 @@ StopString = Annotated[
 class GenerateInput(_Strict):
     """One prompt to continue."""
 
-    truncate: int | None = Field(
-        default=None,
-        ge=1,
-        le=SETTINGS.max_text_tokens,
-        description=(
-            "Continue only the prompt's last this many tokens: a prompt of any length, up to the body limit, "
-            "is then accepted, and only its end is read (as /predict_next's `truncate`); `truncated` says "
-            "whether any token was left out."
-        ),
-        examples=[128],
+    truncate: int | None = truncate_field(
+        "Continue only the prompt's last this many tokens: a prompt of any length, up to the body limit, "
+        "is then accepted, and only its end is read (as /predict_next's `truncate`); `truncated` says "
+        "whether any token was left out."
     )
     prompt: str = Field(
         max_length=SETTINGS.max_body_bytes,
