@@ -181,7 +181,8 @@ class Tokenizer:
             # Only two things of ``after`` shape what follows: whether a quote is open, and its last token.
             # Every '"' is a token of its own, so counting them is reading them all; the rest of the text
             # need not be tokenized, and a long text costs no more than a short one.
-            (last,), _, _ = self.tokenize_end(after, 1) if after.strip() else ([LINE_BREAK], 0, False)
+            tokens, _, _ = self.tokenize_end(after, 1)
+            last = tokens[-1] if tokens else LINE_BREAK  # only spaces: joined as after a line break
             joiner.quote_open = (after.count('"') - (last == '"')) % 2 == 1
             joiner.piece(last)
             if after[-1].isspace():
@@ -208,6 +209,9 @@ def shown(token: str, quote_open: bool = False) -> Shown:
         return Shown(token, quote_open, not quote_open)
     joins_previous = token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token) is not None
     return Shown(token, joins_previous, token in _NO_SPACE_AFTER)
+
+
+IN_WORD_SEPARATORS = tuple(_JOINERS)  # the tokens written as another token is: "@-@" as "-"
 
 
 def is_in_word_separator(token: str) -> bool:

@@ -36,7 +36,7 @@ from models.bundle import ModelBundle, load_bundle
 from models.completion import PrefixIndex
 from models.device import pick_dtype
 from models.scoring import TopWords, compile_scorer, rows_per_decode
-from models.tokenizer import is_in_word_separator, shown
+from models.tokenizer import IN_WORD_SEPARATORS, is_in_word_separator, shown
 from models.top_k import top_k
 from models.word_search import WordSearch, fragment_of, phase_after
 from service.engine.blocklist import Blocklist
@@ -173,10 +173,13 @@ class Predictor:
         self.textless_ids = frozenset(i for i in (self.vocab.unk_id, self.vocab.end_id) if i is not None)
         self.max_words = len(self.vocab) - len(self.specials)
         # Tokens a person writes the same way as another ("@,@" and ","): an answer offers one of each.
-        by_written: dict[str, list[int]] = {}
-        for i, token in enumerate(self.vocab.words):
-            by_written.setdefault(shown(token).text, []).append(i)
-        self.written_twice = frozenset(i for ids in by_written.values() if len(ids) > 1 for i in ids)
+        index = self.vocab.index
+        self.written_twice = frozenset(
+            i
+            for separator in IN_WORD_SEPARATORS
+            if separator in index and shown(separator).text in index
+            for i in (index[separator], index[shown(separator).text])
+        )
         self.normalized = bundle.config.log_probabilities  # decode returns log-probabilities already
         self.scorer = compile_scorer(self.model, self.normalized, rows_per_decode(device))
         self.words = PrefixIndex(self.vocab)
