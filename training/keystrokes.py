@@ -24,6 +24,12 @@ and the echo rate, the share of words before which the top suggestion was
 the word just typed (a text repeats a word back to back very rarely, so a
 suggestion that does mostly shows the recency cache echoing the user).
 
+The shown words are the likeliest ones. ``TypingTally``'s options measure two
+other choices: ``ranking="keystrokes"``, the words expected to save the most
+keystrokes (probability times letters left), and ``hide_passed``, which
+leaves out the words already shown at an earlier letter of the same word
+(``bench/ranking.py`` compares them; docs/benchmarks.md has the figures).
+
 ``simulate_typing`` reads the split as one stream; ``training.fresh_texts``
 types each text of it from an empty state, as people start a text.
 
@@ -45,6 +51,8 @@ from models.vocab import Vocabulary
 from training.data import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, bptt_windows
 
 SHOWN = 3  # suggestions the simulated user reads
+# How the shown words are chosen: the likeliest, or those expected to save the most keystrokes.
+RANKINGS = ("probability", "keystrokes")
 
 
 @dataclass(frozen=True)
@@ -102,11 +110,47 @@ def _ranks(logits: Tensor, target: Tensor, spans: _PrefixSpans) -> Tensor:
     return ranks
 
 
+def _ranks_as_shown(logits: Tensor, target: Tensor, spans: _PrefixSpans, ranking: str, hide_passed: bool) -> Tensor:
+    """``_ranks`` for the other ways of choosing the shown words, one j after another.
+
+    ``ranking="keystrokes"`` orders the words by ``keystroke_score``, which changes with j.
+    ``hide_passed`` leaves out the words shown at an earlier j of the same word: the user typed
+    past them, so they are not the word (the typing page sends them as ``exclude``).
+    """
+    rows = target.numel()
+    length = spans.length.to(logits.dtype)  # (V,)
+    ranks = torch.zeros(rows, spans.low.size(1), dtype=torch.long, device=target.device)
+    passed = torch.zeros_like(logits, dtype=torch.bool)  # (N, V)
+    passed[:, spans.specials] = True  # never shown
+    low, high = spans.low[target], spans.high[target]  # (N, J)
+    for j in range(int(spans.length[target].max())):
+        scores = logits if ranking == "probability" else keystroke_score(logits, length, j)  # (N, V)
+        candidates = ~passed
+        if j > 0:
+            candidates &= (spans.places >= low[:, j : j + 1]) & (spans.places < high[:, j : j + 1])
+        ranks[:, j] = ((scores > scores.gather(1, target.unsqueeze(1))) & candidates).count_nonzero(1)
+        if hide_passed:
+            best, shown = scores.masked_fill(~candidates, float("-inf")).topk(SHOWN, dim=1)
+            passed.scatter_(1, shown, best > float("-inf"))
+    return ranks
+
+
+def keystroke_score(logits: Tensor, length: Tensor, typed: int) -> Tensor:
+    """A word's expected keystrokes saved if shown after ``typed`` of its letters, as a log: its
+    log-probability (up to a row's constant) plus the log of the letters left to type, at least 1."""
+    return logits + (length - typed).clamp(min=1).log()
+
+
 class TypingTally:
     """Counts the protocol over batches of scored positions; ``result()`` gives the figures."""
 
-    def __init__(self, vocab: Vocabulary, device: torch.device) -> None:
+    def __init__(
+        self, vocab: Vocabulary, device: torch.device, ranking: str = "probability", hide_passed: bool = False
+    ) -> None:
+        if ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {RANKINGS}, not {ranking!r}")
         self.spans = _PrefixSpans(vocab, device)
+        self.ranking, self.hide_passed = ranking, hide_passed
         self.without = self.with_suggestions = self.words = self.echoes = 0
         self.hits = torch.zeros(3, 2, dtype=torch.long)  # (j, top-1 / top-3)
         self.counted = torch.zeros(3, dtype=torch.long)  # words longer than j letters
@@ -118,7 +162,10 @@ class TypingTally:
         logits, target, previous = logits[keep], target[keep], previous[keep]
         if target.numel() == 0:
             return
-        rank = _ranks(logits, target, spans)  # (N, J)
+        if self.ranking == "probability" and not self.hide_passed:
+            rank = _ranks(logits, target, spans)  # (N, J)
+        else:
+            rank = _ranks_as_shown(logits, target, spans, self.ranking, self.hide_passed)
         length = spans.length[target]  # (N,)
         typed = torch.arange(rank.size(1), device=target.device) < length.unsqueeze(1)  # (N, J): j < n
         shown = (rank < SHOWN) & typed

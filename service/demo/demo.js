@@ -15,6 +15,10 @@ const list = document.getElementById("suggestions");
 const status = document.getElementById("typing-status");
 
 let shown = { fragment: null, predictions: [] };  // what the list shows now, for Tab and clicks
+// The words shown earlier for the word being typed: a person who typed past them wants another,
+// so they are sent as exclude and their slots go to the next likeliest words (docs/api.md).
+let passed = { wordStart: null, fragment: "", tokens: [] };
+const MAX_PASSED = 100;  // the API's bound on exclude
 let latest = 0;                             // the newest request: older answers are stale
 let pending = null;                         // its AbortController
 let timer = null;
@@ -70,14 +74,43 @@ async function suggest() {
   if (pending) pending.abort();
   pending = new AbortController();
   try {
-    const ask = { text, top_k: TOP_K, complete: true, truncate: READ_LAST_TOKENS };
+    const exclude = passedOver(text);
+    const ask = { text, top_k: TOP_K, complete: true, truncate: READ_LAST_TOKENS, exclude };
     const [answer] = await postJSON("/predict_next", [ask], pending.signal);
-    if (ticket === latest) render(answer);
+    if (ticket === latest) {
+      render(answer);
+      remember(text, answer);
+    }
   } catch (error) {
     if (ticket === latest && error.name !== "AbortError") {
       status.textContent = `no suggestions: ${error.message}`;
     }
   }
+}
+
+// The text before the word being typed: the word's identity while its letters change.
+function wordStartOf(text) {
+  const match = /[\p{L}\p{N}'\u2019]*$/u.exec(text);
+  return text.slice(0, text.length - match[0].length);
+}
+
+// The words to leave out of this keystroke's answer: those shown for the same word at its earlier
+// letters. Going back (a deleted letter) or on to another word starts afresh.
+function passedOver(text) {
+  const wordStart = wordStartOf(text);
+  const fragment = text.slice(wordStart.length);
+  if (wordStart !== passed.wordStart || !fragment.startsWith(passed.fragment) || fragment === passed.fragment) {
+    return [];
+  }
+  return passed.tokens;
+}
+
+function remember(text, answer) {
+  const wordStart = wordStartOf(text);
+  const fragment = text.slice(wordStart.length);
+  const earlier = passedOver(text);
+  const tokens = [...earlier, ...answer.predictions.map((p) => p.token)];
+  passed = { wordStart, fragment, tokens: tokens.slice(-MAX_PASSED) };
 }
 
 function render(answer) {

@@ -1,7 +1,8 @@
 """Words never offered: the operator's blocklist (``NEXTWORD_BLOCKLIST``) and a request's ``exclude``.
 
 A listed word blocks every vocabulary token written as it, whatever its case: ``damn`` blocks
-``damn``, ``Damn`` and ``DAMN``, and ``-`` blocks ``@-@`` (``models.tokenizer.shown``). People
+``damn``, ``Damn`` and ``DAMN``, and ``-`` blocks ``@-@`` (``models.tokenizer.shown``), as does
+``@-@`` itself, the ``token`` an answer names beside the word. People
 list words as they write them, and a word that slips through in another case is still shown.
 
 The blocklist's tokens are masked before the top-k (``models.scoring``'s ``blocked``), so an
@@ -38,7 +39,10 @@ class Blocklist:
         specials = set(vocab.special_ids)
         for i, token in enumerate(vocab.words):
             if i not in specials:
-                self.by_written[shown(token).text.lower()].append(i)
+                written = shown(token).text.lower()
+                self.by_written[written].append(i)
+                if token.lower() != written:  # the answers' "token" names it too ("@-@")
+                    self.by_written[token.lower()].append(i)
         self.written = frozenset(word.strip().lower() for word in words)  # for a character-level model's words
         self.ids = self.matching(self.written)
         self.tensor: Tensor | None = torch.tensor(sorted(self.ids), device=device) if self.ids else None

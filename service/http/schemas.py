@@ -101,8 +101,10 @@ class NextWordInput(_Strict):
         default=[],
         max_length=MAX_EXCLUDED_WORDS,
         description=(
-            "Words never to offer in this answer, as written (`-` names `@-@`), in any case; the answer still "
-            "holds `top_k` words, the likeliest of the others. The server's own blocklist "
+            "Words never to offer in this answer, as written (`-` names `@-@`) or as an answer's `token`, in "
+            "any case; the answer still holds `top_k` words, the likeliest of the others. A typing client "
+            "sends the words it showed at the earlier letters of the word being typed: the person typed "
+            "past them, and their slots go to other words. The server's own blocklist "
             "(`NEXTWORD_BLOCKLIST`) applies to every request besides."
         ),
         examples=[["the", "a"]],

@@ -17,6 +17,7 @@ import pytest
 
 from bench.launcher import Server
 from models.tokenizer import shown
+from tests.http_calls import predict
 
 pytestmark = pytest.mark.slow
 
@@ -188,6 +189,30 @@ def test_the_page_keeps_suggesting_on_a_text_of_20000_characters(browser, server
     put_text(browser, long_text + "The game was rel")
     wait.until(lambda _: page_state(browser)[1].startswith('completing "rel"'))
     assert all(word.startswith("rel") for word in page_state(browser)[0])
+
+
+def test_words_typed_past_give_their_slots_to_others(browser, server: Server, client: httpx.Client) -> None:
+    """At each letter of a word the page leaves out the words it showed at the word's earlier letters
+    (sent as exclude): the list is the API's answer without them. A deleted letter starts afresh."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 15)
+    browser.get(f"{server.url}/demo")
+
+    def answer(text: str, exclude: list[str]) -> dict:
+        ask = {"text": text, "top_k": 5, "complete": True, "truncate": 128, "exclude": exclude}
+        return predict(client, ask)[0]
+
+    passed: list[str] = []
+    for text in ("the game was ", "the game was r", "the game was re"):
+        expected = answer(text, passed)
+        put_text(browser, text)
+        wait.until(lambda _, expected=expected: page_state(browser)[0] == [p["word"] for p in expected["predictions"]])
+        passed += [p["token"] for p in expected["predictions"]]
+    shown_again = answer("the game was r", [])  # back a letter: the list is the plain answer again
+    put_text(browser, "the game was r")
+    wait.until(lambda _: page_state(browser)[0] == [p["word"] for p in shown_again["predictions"]])
+    assert answer("the game was re", [])["predictions"] != answer("the game was re", passed)["predictions"]
 
 
 def test_an_error_is_shown_in_the_status_line(browser, server: Server) -> None:

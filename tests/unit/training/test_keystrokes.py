@@ -1,16 +1,19 @@
-"""Keystroke savings: the vectorized simulation against a plain count of the protocol, word by word."""
+"""Keystroke savings: the vectorized simulation against a plain count of the protocol, word by word,
+for each way of choosing the shown words."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from models.bundle import load_bundle
 from models.vocab import SPECIALS
 from training.corpus import load_corpus
 from training.data import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, bptt_windows, encode_stream
-from training.keystrokes import SHOWN, simulate_typing
+from training.keystrokes import SHOWN, TypingTally, simulate_typing
 
 
 def test_simulated_typing_matches_the_protocol_counted_by_hand(tiny_model_tag: str, tiny_corpus_file: Path) -> None:
@@ -54,3 +57,35 @@ def test_simulated_typing_matches_the_protocol_counted_by_hand(tiny_model_tag: s
     assert result.after_1_letter_top3 == hits[1, SHOWN] / longer[1]
     assert result.after_2_letters_top1 == hits[2, 1] / longer[2]
     assert result.after_2_letters_top3 == hits[2, SHOWN] / longer[2]
+
+
+@pytest.mark.parametrize(
+    ("ranking", "hide_passed"), [("probability", True), ("keystrokes", False), ("keystrokes", True)]
+)
+def test_other_choices_match_the_protocol_counted_by_hand(tiny_model_tag: str, ranking: str, hide_passed: bool) -> None:
+    """Words shown by expected keystrokes saved, and with the words shown at earlier letters left out:
+    ``TypingTally`` against choosing the shown words one letter at a time, on random scores."""
+    vocab = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32).vocab
+    generator = torch.Generator().manual_seed(7)
+    typable = [i for i, w in enumerate(vocab.words) if w not in set(SPECIALS)]
+    target = torch.tensor(typable)[torch.randint(len(typable), (300,), generator=generator)]
+    logits = torch.randn(300, len(vocab), generator=generator) * 3
+    tally = TypingTally(vocab, torch.device("cpu"), ranking, hide_passed)
+    tally.add(logits, target, torch.zeros_like(target))
+
+    words = {i: vocab.words[i] for i in typable}
+    without = with_suggestions = 0
+    for scores, t in zip(logits.tolist(), target.tolist(), strict=True):
+        word, passed, cost = words[t], set(), len(words[t]) + 1
+        for j in range(len(word)):
+            left = {i: max(len(w) - j, 1) for i, w in words.items() if w.startswith(word[:j]) and i not in passed}
+            value = {i: scores[i] + (math.log(n) if ranking == "keystrokes" else 0.0) for i, n in left.items()}
+            shown = sorted(value, key=value.get, reverse=True)[:SHOWN]
+            if t in shown:
+                cost = j + 1
+                break
+            if hide_passed:
+                passed |= set(shown)
+        without += len(word) + 1
+        with_suggestions += cost
+    assert tally.result().keystroke_savings == pytest.approx(1 - with_suggestions / without)
