@@ -13,14 +13,18 @@ Usage::
     low, high = index.span("rel")  # places [low, high): "relate", ..., "religious", ...
     index.sorted_ids[low:high]     # their ids
     index.places                   # (V,) each id's place; the specials after every word
+
+    Corrections(index).of("goverm")  # {id of "government": 0.0, ...}: words one slip away, log-weighted
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 
 import torch
 
+from models.typos import MIN_CORRECTED_CHARACTERS, intended_prefixes
 from models.vocab import Vocabulary
 
 _AFTER_EVERY_CHARACTER = chr(0x10FFFF)
@@ -45,3 +49,27 @@ class PrefixIndex:
         """Places ``[low, high)`` of the words that start with ``fragment``; empty when none does."""
         low = bisect_left(self.sorted_words, fragment)
         return low, bisect_left(self.sorted_words, fragment + _AFTER_EVERY_CHARACTER, low)
+
+
+class Corrections:
+    """The words a fragment may have been meant as, one slip away (``models.typos``), with weights."""
+
+    def __init__(self, index: PrefixIndex) -> None:
+        self.index = index
+
+    def of(self, fragment: str) -> dict[int, float]:
+        """Word ids that start with a prefix one slip from ``fragment`` but not with ``fragment``
+        itself, each with its slip's log-weight; empty for a fragment too short to correct."""
+        if len(fragment) < MIN_CORRECTED_CHARACTERS:
+            return {}
+        exact_low, exact_high = self.index.span(fragment)
+        found: dict[int, float] = {}
+        for prefix, weight in intended_prefixes(fragment).items():
+            low, high = self.index.span(prefix)
+            for place in range(low, high):
+                if exact_low <= place < exact_high:
+                    continue
+                word = self.index.sorted_ids[place]
+                if weight > found.get(word, -math.inf):
+                    found[word] = weight
+        return found

@@ -14,6 +14,7 @@ BAD_REQUESTS = [
     ("/predict_next", {"inputs": [{"text": "a", "exclude": ["w"] * 101}]}, "exclude"),
     ("/predict_next", {"inputs": [{"text": "a", "exclude": ["w" * 65]}]}, "exclude"),
     ("/predict_next", {"inputs": [{"text": "a", "exclude": "the"}]}, "exclude"),
+    ("/predict_next", {"inputs": [{"text": "a", "correct_typos": "yes"}]}, "correct_typos"),
     ("/predict_next", {"inputs": [{"text": "a", "truncate": 0}]}, "truncate"),
     ("/predict_next", {"inputs": [{"text": "a", "truncate": 257}]}, "truncate"),
     ("/predict_next", {"inputs": [{"text": "a", "truncate": "all"}]}, "truncate"),

@@ -134,6 +134,8 @@ function render(answer) {
 function item(prediction, top) {
   const li = document.createElement("li");
   li.dataset.word = prediction.word;
+  // A word one slip away from what was typed (correct_typos): marked, and taken as any completion.
+  if (prediction.correction) li.classList.add("correction");
   const button = document.createElement("button");
   button.type = "button";
   const word = document.createElement("span");

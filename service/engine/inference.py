@@ -25,6 +25,7 @@ cached prefix and only the rest of it runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor
 
 from models.bundle import ModelBundle, load_bundle
-from models.completion import PrefixIndex
+from models.completion import Corrections, PrefixIndex
 from models.device import pick_dtype
 from models.scoring import TopWords, compile_scorer, rows_per_decode
 from models.tokenizer import IN_WORD_SEPARATORS, is_in_word_separator, shown
@@ -183,6 +184,7 @@ class Predictor:
         self.normalized = bundle.config.log_probabilities  # decode returns log-probabilities already
         self.scorer = compile_scorer(self.model, self.normalized, rows_per_decode(device))
         self.words = PrefixIndex(self.vocab)
+        self.corrections = Corrections(self.words)
         self.sorted_word_ids = torch.tensor(self.words.sorted_ids, device=device)  # (W,)
         # A character-level model finds next words by a search over characters.
         self.word_search = WordSearch(self.model, self.vocab, device) if self.tokenizer.characters else None
@@ -222,7 +224,7 @@ class Predictor:
         typed = item.text[start + spans[first][0] :]
         return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, compound, quote_open, truncated)
 
-    def _prediction(self, token: str, probability: float, prefix: Prefix) -> Prediction:
+    def _prediction(self, token: str, probability: float, prefix: Prefix, correction: bool = False) -> Prediction:
         """A next word as a person writes it, with the model's token beside it."""
         written = shown(token, prefix.quote_open)
         return {
@@ -231,6 +233,7 @@ class Predictor:
             "joins_previous": written.joins_previous,
             "joins_next": written.joins_next,
             "probability": probability,
+            "correction": correction,
         }
 
     @torch.inference_mode()
@@ -254,7 +257,6 @@ class Predictor:
         )
         if self.cache is not None:
             self.cache.store(rows, top.state, top.hidden)
-        out: list[NextWords] = []
         rows_out = zip(
             inputs,
             split,
@@ -266,6 +268,8 @@ class Predictor:
             top.line_break.tolist(),
             strict=True,
         )
+        answers: list[NextWords] = []
+        chosen: list[list[tuple[int, float]]] = []  # each row's words to offer, as (id, probability)
         for item, prefix, out_of_row, span, ids, probs, mass, line_break_probability in rows_out:
             answer: NextWords = {
                 "tokens": prefix.encoded.tokens,
@@ -285,9 +289,56 @@ class Predictor:
                 answer |= {"fragment": prefix.typed, "matching_words": high - low, "matching_probability": mass}
             if self.written_twice:
                 words = self._once_each(words)
-            answer["predictions"] = [self._prediction(self.vocab.words[i], p, prefix) for i, p in words[: item.top_k]]
-            out.append(answer)
-        return out
+            answers.append(answer)
+            chosen.append(words[: item.top_k])
+        corrected = self._correct_typos(inputs, split, excluded, chosen, top)
+        for item, prefix, answer, words, corrections in zip(inputs, split, answers, chosen, corrected, strict=True):
+            answer["predictions"] = [
+                self._prediction(self.vocab.words[i], p, prefix, correction=i in corrections)
+                for i, p in words[: item.top_k]
+            ]
+        return answers
+
+    def _correct_typos(
+        self,
+        inputs: list[NextWordQuery],
+        split: list[Prefix],
+        excluded: list[frozenset[int]],
+        chosen: list[list[tuple[int, float]]],
+        top: TopWords,
+    ) -> list[set[int]]:
+        """Fill the slots that a completion's exact matches leave empty with the words one slip away
+        (``models.typos``), by the model's probability times the slip's weight. Changes ``chosen``
+        in place: every word of a corrected row then has its probability among the matching words and
+        the corrections together. Returns each row's ids offered as corrections."""
+        wanted = [
+            (row, candidates)
+            for row, (item, prefix, words) in enumerate(zip(inputs, split, chosen, strict=True))
+            if prefix.fragment is not None
+            and item.correct_typos
+            and len(words) < item.top_k
+            and (candidates := self.corrections.of(prefix.fragment))
+        ]
+        offered: list[set[int]] = [set() for _ in inputs]
+        if not wanted:
+            return offered
+        index = torch.tensor([row for row, _ in wanted], device=self.device)
+        log_probs = self.model.decode(top.hidden.index_select(0, index), top.state.index_select(2, index)).float()
+        if not self.normalized:
+            log_probs = log_probs.log_softmax(-1)
+        for (row, candidates), row_log_probs in zip(wanted, log_probs.tolist(), strict=True):
+            unwanted = self.banned_ids | excluded[row]
+            ranked = sorted(
+                (i for i in candidates if i not in unwanted), key=lambda i: -(row_log_probs[i] + candidates[i])
+            )
+            words = chosen[row]
+            exact_mass = float(top.mass[row])  # the exact matches' share of the model's probability
+            mass = exact_mass + sum(math.exp(row_log_probs[i]) for i in ranked)
+            fills = ranked[: inputs[row].top_k - len(words)]
+            chosen[row] = [(i, p * exact_mass / mass) for i, p in words]
+            chosen[row] += [(i, math.exp(row_log_probs[i]) / mass) for i in fills]
+            offered[row].update(fills)
+        return offered
 
     def _once_each(self, words: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """The words with no two written alike: the likelier of two tokens a person writes the same

@@ -37,6 +37,7 @@ class NextWordQuery:
     complete: bool = False  # read a last word not followed by white space as partly typed
     exclude: tuple[str, ...] = ()  # words never to offer in this answer, as written, any case
     truncate: int | None = None  # read only the text's last this many tokens (before the fragment)
+    correct_typos: bool = True  # fill a completion's empty slots with words one slip away (models.typos)
 
 
 class Prediction(TypedDict):
@@ -47,6 +48,7 @@ class Prediction(TypedDict):
     joins_previous: bool  # written without a space before it (a hyphen, 's, closing punctuation)
     joins_next: bool  # the next word follows it without a space (a hyphen, an opening bracket)
     probability: float  # among the words that start with the fragment, when completing one
+    correction: bool  # a completion that does not start with the fragment: one slip away from it
 
 
 class NextWords(TypedDict, total=False):

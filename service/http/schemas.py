@@ -97,6 +97,18 @@ class NextWordInput(_Strict):
         examples=[True],
     )
 
+    correct_typos: bool = Field(
+        default=True,
+        description=(
+            "When completing, and fewer than `top_k` vocabulary words start with the fragment, fill the "
+            "other slots with words one slip of the finger away from it (an adjacent key, a key missed or "
+            "pressed twice, two keys swapped; QWERTY), likeliest first by the model's probability and the "
+            "slip's weight; they come after every exact match, with `correction: true`. The probabilities "
+            "of such an answer are then among the exact matches and the corrections together. Fragments "
+            "of one character are not corrected; a character-level model does not correct."
+        ),
+        examples=[True],
+    )
     exclude: list[Annotated[str, Field(max_length=MAX_EXCLUDED_CHARS)]] = Field(
         default=[],
         max_length=MAX_EXCLUDED_WORDS,
@@ -113,7 +125,9 @@ class NextWordInput(_Strict):
     _limits = field_validator("text")(within_limits_unless_truncated)
 
     def query(self) -> NextWordQuery:
-        return NextWordQuery(self.text, self.top_k, self.complete, tuple(self.exclude), self.truncate)
+        return NextWordQuery(
+            self.text, self.top_k, self.complete, tuple(self.exclude), self.truncate, self.correct_typos
+        )
 
 
 class WordProbability(BaseModel):
@@ -144,9 +158,18 @@ class WordProbability(BaseModel):
     probability: float = Field(
         description=(
             "The model's probability that this word comes next; when completing a word, "
-            "its probability among the words that start with the fragment."
+            "its probability among the words that start with the fragment (and the corrections, when "
+            "the answer has any)."
         ),
         examples=[0.41],
+    )
+    correction: bool = Field(
+        default=False,
+        description=(
+            "A completion that does not start with the fragment: the word one slip of the finger away "
+            "that the person may have meant (`correct_typos`). It replaces `fragment` as any completion does."
+        ),
+        examples=[False],
     )
 
 

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import torch
 
 from bench.launcher import Server
+from models.bundle import load_bundle
 from models.tokenizer import shown
 from tests.http_calls import predict
 
@@ -73,7 +75,7 @@ def test_typing_completes_a_word_and_tab_accepts_it(browser, server: Server) -> 
     browser.get(f"{server.url}/demo")
     box = browser.find_element(By.ID, "typing")
     box.send_keys("the game was rel")
-    wait.until(lambda _: suggestions() and all(word.startswith("rel") for word in suggestions()))
+    wait.until(lambda _: suggestions() and all(word.startswith("rel") for word in exact_suggestions(browser)))
     assert status().startswith('completing "rel"'), status()
     assert not browser.find_element(By.ID, "key-form").is_displayed()  # no key set: the page never asks
     first = suggestions()[0]
@@ -165,6 +167,13 @@ def test_a_stale_answer_is_never_shown(browser, server: Server) -> None:
     assert page_state(browser) == newer  # the older answer, arrived last, changed nothing
 
 
+def exact_suggestions(browser) -> list[str]:
+    """The strip's words that start with what was typed: those not marked as corrections of a typo."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#suggestions li:not(.correction)')].map(e => e.dataset.word)"
+    )
+
+
 def put_text(browser, text: str) -> None:
     browser.execute_script(
         "const box = document.getElementById('typing'); box.value = arguments[0];"
@@ -188,7 +197,7 @@ def test_the_page_keeps_suggesting_on_a_text_of_20000_characters(browser, server
     assert words and status.startswith("next word"), (words, status)
     put_text(browser, long_text + "The game was rel")
     wait.until(lambda _: page_state(browser)[1].startswith('completing "rel"'))
-    assert all(word.startswith("rel") for word in page_state(browser)[0])
+    assert all(word.startswith("rel") for word in exact_suggestions(browser))
 
 
 def test_words_typed_past_give_their_slots_to_others(browser, server: Server, client: httpx.Client) -> None:
@@ -213,6 +222,17 @@ def test_words_typed_past_give_their_slots_to_others(browser, server: Server, cl
     put_text(browser, "the game was r")
     wait.until(lambda _: page_state(browser)[0] == [p["word"] for p in shown_again["predictions"]])
     assert answer("the game was re", [])["predictions"] != answer("the game was re", passed)["predictions"]
+
+
+def test_a_mistyped_word_is_offered_marked_as_a_correction(browser, server: Server, tiny_model_tag: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    vocab = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32).vocab
+    word = next(w for w in vocab.words if len(w) >= 6 and w.isalpha() and w.islower())
+    browser.get(f"{server.url}/demo")
+    put_text(browser, f"the game was {word[:2]}{word[3]}{word[2]}{word[4:]}")  # two keys swapped
+    corrections = "return [...document.querySelectorAll('#suggestions li.correction')].map(e => e.dataset.word)"
+    WebDriverWait(browser, 15).until(lambda _: word in browser.execute_script(corrections))
 
 
 def test_an_error_is_shown_in_the_status_line(browser, server: Server) -> None:

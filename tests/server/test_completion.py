@@ -24,7 +24,8 @@ def test_completions_are_the_matching_words_ranked_and_renormalized(client: http
     plain = plain_distribution(client, context)
     word = next(w for w in plain if len(w) >= 3 and w.isalpha())
     fragment = word[:2]
-    (answer,) = predict(client, {"text": f"{context} {fragment}", "top_k": 100, "complete": True})
+    ask = {"text": f"{context} {fragment}", "top_k": 100, "complete": True, "correct_typos": False}
+    (answer,) = predict(client, ask)
     vocab = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32).vocab
     matching = [w for w in vocab.words if w.startswith(fragment) and w not in ("<unk>", "<eos>")]
     assert answer["fragment"] == fragment and answer["matching_words"] == len(matching)
@@ -40,6 +41,26 @@ def test_completions_are_the_matching_words_ranked_and_renormalized(client: http
             assert p["probability"] * mass == pytest.approx(plain[p["word"]], rel=1e-4)
     if len(matching) <= 100:
         assert sum(p["probability"] for p in answer["predictions"]) == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_mistyped_fragment_is_offered_the_words_one_slip_away(client: httpx.Client, tiny_model_tag) -> None:
+    """Over HTTP: two keys swapped in a word, and the word comes back as a correction after the
+    exact matches; asked without correction, the answer has the exact matches only."""
+    vocab = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32).vocab
+    word = next(w for w in vocab.words if len(w) >= 6 and w.isalpha() and w.islower())
+    typo = word[:2] + word[3] + word[2] + word[4:]
+    corrected, exact = predict(
+        client,
+        {"text": f"the game was {typo}", "complete": True, "top_k": 5},
+        {"text": f"the game was {typo}", "complete": True, "top_k": 5, "correct_typos": False},
+    )
+    assert word in [p["word"] for p in corrected["predictions"] if p["correction"]]
+    assert corrected["fragment"] == exact["fragment"] == typo
+    assert [p["word"] for p in corrected["predictions"] if not p["correction"]] == [
+        p["word"] for p in exact["predictions"]
+    ]
+    assert not any(p["correction"] for p in exact["predictions"])
 
 
 @pytest.mark.slow

@@ -68,8 +68,8 @@ def test_a_blocklist_and_an_exclude_list_keep_the_true_top_k_of_the_other_words(
         rest = [p for p in whole["predictions"] if p["word"] not in gone][:5]
         assert by_server["predictions"] == rest and by_request["predictions"] == rest
 
-    fragment = "the game was re"
-    (whole,) = plain.predict_next([NextWordQuery(fragment, 60, complete=True)])
+    fragment = "the game was re"  # all its completions exact ones: 60 is more than start with "re"
+    (whole,) = plain.predict_next([NextWordQuery(fragment, 60, complete=True, correct_typos=False)])
     first = whole["predictions"][0]
     (without,) = plain.predict_next([NextWordQuery(fragment, 5, complete=True, exclude=(first["word"],))])
     (blocked_first,) = Predictor(bundle, torch.device("cpu"), blocklist=(first["word"],)).predict_next(
@@ -157,3 +157,29 @@ def test_a_generated_tokens_logprobs_are_the_scores_of_the_text_it_makes(tiny_mo
         assert made.id == entry.id
         assert made.logprob == pytest.approx(entry.logprob, abs=1e-4)
         assert [i for i, _ in made.top] == [i for i, _ in entry.top]
+
+
+def test_a_mistyped_fragment_is_completed_with_the_words_one_slip_away(tiny_model_tag: str) -> None:
+    """A slip in a word's letters: the word is offered, marked as a correction, after any exact match;
+    turned off, the answer is as before; blocked and excluded words are never corrections."""
+    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
+    predictor = Predictor(bundle, torch.device("cpu"))
+    word = next(w for w in bundle.vocab.words if len(w) >= 6 and w.isalpha() and w.islower())
+    typo = word[:2] + word[3] + word[2] + word[4:]  # two keys swapped
+    text = f"the game was {typo}"
+    (answer,) = predictor.predict_next([NextWordQuery(text, 5, complete=True)])
+    offered = answer["predictions"]
+    assert word in [p["word"] for p in offered if p["correction"]], offered
+    exact = [p for p in offered if not p["correction"]]
+    assert offered[: len(exact)] == exact and all(p["word"].startswith(typo) for p in exact)
+    corrections = predictor.corrections.of(typo)
+    assert len(exact) == answer["matching_words"] < 5 and len(offered) == min(5, len(exact) + len(corrections))
+    assert 0 < sum(p["probability"] for p in offered) <= 1 + 1e-6
+
+    (plain,) = predictor.predict_next([NextWordQuery(text, 5, complete=True, correct_typos=False)])
+    assert [p["word"] for p in plain["predictions"]] == [p["word"] for p in exact]
+    (without,) = predictor.predict_next([NextWordQuery(text, 5, complete=True, exclude=(word,))])
+    assert word not in [p["word"] for p in without["predictions"]]
+    blocking = Predictor(bundle, torch.device("cpu"), blocklist=(word,))
+    (blocked,) = blocking.predict_next([NextWordQuery(text, 5, complete=True)])
+    assert word not in [p["word"] for p in blocked["predictions"]]
