@@ -41,14 +41,19 @@ def check_token_count(value: str) -> str:
     return value
 
 
-def within_limits_unless_truncated(value: str, info: ValidationInfo) -> str:
-    """A text or prompt within NEXTWORD_MAX_TEXT_CHARS and NEXTWORD_MAX_TEXT_TOKENS, unless the input
-    reads only its end (``truncate``, declared before the text, so validated first)."""
-    if info.data.get("truncate") is not None:
-        return value
+def check_text_limits(value: str) -> str:
+    """A text within NEXTWORD_MAX_TEXT_CHARS and NEXTWORD_MAX_TEXT_TOKENS."""
     if len(value) > SETTINGS.max_text_chars:
         raise ValueError(f"has {len(value)} characters, more than the limit of {SETTINGS.max_text_chars}")
     return check_token_count(value)
+
+
+def within_limits_unless_truncated(value: str, info: ValidationInfo) -> str:
+    """A text or prompt within the limits (``check_text_limits``), unless the input reads only its
+    end (``truncate``, declared before the text, so validated first)."""
+    if info.data.get("truncate") is not None:
+        return value
+    return check_text_limits(value)
 
 
 def truncate_field(description: str) -> Any:

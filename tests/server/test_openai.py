@@ -178,6 +178,37 @@ def test_ids_from_tokenize_score_as_the_text_does(client: openai.OpenAI, http: h
         assert scored.text.startswith("\n") and scored.finish_reason == "length"
 
 
+def test_a_long_prompt_is_read_from_its_end_with_truncate_prompt_tokens(
+    client: openai.OpenAI, http: httpx.Client
+) -> None:
+    """vLLM's truncate_prompt_tokens: a prompt over the text limits is read from its last N tokens, as
+    that end alone would be and as /generate's truncate reads it; the answer says it was cut."""
+    long = " . ".join([SENTENCE] * 400)
+    assert len(long) > 20_000
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model="nextword-test", prompt=long, max_tokens=1)
+    assert refused.value.body["param"] == "prompt"
+
+    ask = {"model": "nextword-test", "max_tokens": 8, "temperature": 0, "echo": True, "logprobs": 1}
+    answer = client.completions.create(prompt=long, extra_body={"truncate_prompt_tokens": 20}, **ask)
+    (choice,) = answer.choices
+    assert answer.usage.prompt_tokens == 20 and choice.model_extra["truncated"] is True
+    kept = "".join(choice.logprobs.tokens[:20])
+    assert long.endswith(kept) and len(kept) < 200
+    (alone,) = client.completions.create(prompt=kept, **ask).choices
+    assert choice.text == alone.text
+    assert choice.logprobs.token_logprobs == pytest.approx(alone.logprobs.token_logprobs, abs=1e-5)
+    (generated,) = generate(http, {"prompt": long, "max_new_tokens": 8, "temperature": 0, "truncate": 20})
+    assert choice.text == kept + generated["text"]
+
+    short = client.completions.create(prompt="the game", extra_body={"truncate_prompt_tokens": 20}, **ask)
+    assert short.choices[0].model_extra["truncated"] is False and short.usage.prompt_tokens == 2
+    body = {"model": "nextword-test", "prompt": long, "max_tokens": 2, "stream": True, "truncate_prompt_tokens": 5}
+    with http.stream("POST", "/v1/completions", json=body) as response:
+        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line and line != "data: [DONE]"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length" and chunks[-1]["choices"][0]["truncated"] is True
+
+
 def test_the_tokenizer_routes_round_trip(http: httpx.Client) -> None:
     info = http.get("/tokenizer_info").json()
     assert info["bos_token"] == "\n" and info["eos_token"] is None and info["vocab_size"] > 100
@@ -204,6 +235,7 @@ def test_the_tokenizer_routes_round_trip(http: httpx.Client) -> None:
         ({"n": 65}, "n"),
         ({"extra_body": {"top_k": 5}}, "top_k"),  # not a field of OpenAI's: refused, not ignored
         ({"prompt": [[0, 10**9]]}, "prompt"),  # an id outside the vocabulary
+        ({"extra_body": {"truncate_prompt_tokens": 0}}, "truncate_prompt_tokens"),
     ],
 )
 def test_what_cannot_be_honoured_raises_bad_request_naming_the_field(

@@ -79,6 +79,8 @@ class Prompted:
     offsets: list[int]  # where each piece starts in ``text``
     words: list[str]  # the shown tokens as the vocabulary spells them
     from_ids: bool
+    source: str  # a text prompt as the request gave it, whose end the engine reads; else ``text``
+    truncated: bool = False  # tokens before the last ``truncate_prompt_tokens`` were left out
 
 
 @dataclass
@@ -140,7 +142,8 @@ class CompletionPlan:
             if isinstance(prompt, list) and max(prompt) >= vocabulary:
                 message = f"token id {max(prompt)} is outside the vocabulary of {vocabulary} tokens"
                 raise CompletionError(400, message, "prompt", "invalid_token_id")
-        return cls(request, served, [read_prompt(served.predictor, p) for p in prompts], max_tokens, n)
+        read = [read_prompt(served.predictor, p, request.truncate_prompt_tokens) for p in prompts]
+        return cls(request, served, read, max_tokens, n)
 
     # -- the engine's work --------------------------------------------------------------------
 
@@ -157,7 +160,7 @@ class CompletionPlan:
                 seed = None if request.seed is None else (request.seed + choice) % SEED_SPACE
                 out.append(
                     GenerationRequest(
-                        prompt=prompt.text,
+                        prompt=prompt.source,
                         max_new_tokens=self.max_tokens,
                         temperature=temperature,
                         top_p=top_p,
@@ -165,6 +168,7 @@ class CompletionPlan:
                         stop=request.stops(),
                         prompt_ids=tuple(prompt.ids) if prompt.from_ids else None,
                         logprobs=request.logprobs,
+                        truncate=None if prompt.from_ids else request.truncate_prompt_tokens,
                     )
                 )
         return out
@@ -221,14 +225,13 @@ class CompletionPlan:
                 if logprobs is not None and generation.logprobs and generation.finish_reason is FinishReason.EOS:
                     logprobs.add("", len(text), generation.logprobs[-1], joiner, self.words)  # the end: no text
                 finish_reason = "length" if generation.finish_reason is FinishReason.LENGTH else "stop"
-            choices.append(
-                {
-                    "index": index,
-                    "text": text,
-                    "finish_reason": finish_reason,
-                    "logprobs": logprobs.as_dict() if logprobs is not None else None,
-                }
-            )
+            choice = {
+                "index": index,
+                "text": text,
+                "finish_reason": finish_reason,
+                "logprobs": logprobs.as_dict() if logprobs is not None else None,
+            }
+            choices.append(choice | self.truncation(prompt))
         return self.envelope() | {"choices": choices, "usage": self.usage(completion_tokens)}
 
     def echoed(self, prompt: Prompted, scores: list[TokenLogprob | None] | None) -> tuple[str, LogprobLists | None]:
@@ -242,6 +245,10 @@ class CompletionPlan:
                 logprobs.add(piece, offset, scores[prompt.shown + position], keys, self.words)
                 keys.piece(prompt.words[position])
         return prompt.text, logprobs
+
+    def truncation(self, prompt: Prompted) -> dict[str, bool]:
+        """A choice's ``truncated``, where the request asked to read only its prompts' ends."""
+        return {} if self.request.truncate_prompt_tokens is None else {"truncated": prompt.truncated}
 
     def usage(self, completion_tokens: int) -> dict[str, int]:
         prompt_tokens = sum(len(prompt.ids) - prompt.shown for prompt in self.prompts)
@@ -325,7 +332,8 @@ class StreamedChoice:
 
     def last_chunk(self, finish_reason: str) -> dict[str, Any]:
         self.ended = True
-        return self.chunk("", LogprobLists() if self.plan.request.logprobs is not None else None, finish_reason)
+        logprobs = LogprobLists() if self.plan.request.logprobs is not None else None
+        return self.chunk("", logprobs, finish_reason) | self.plan.truncation(self.prompt)
 
     def take(self, row: Row, token: int | None) -> list[dict[str, Any]]:
         """The chunks a token from the engine releases (None: the row ended the text)."""
@@ -371,20 +379,33 @@ class StreamedChoice:
         return longest
 
 
-def read_prompt(predictor: Predictor, prompt: str | list[int]) -> Prompted:
-    """A prompt as the model runs it (a text after its leading line break; ids as given) and as it is shown."""
+def read_prompt(predictor: Predictor, prompt: str | list[int], truncate: int | None = None) -> Prompted:
+    """A prompt as the model runs it (a text after its leading line break; ids as given) and as it is
+    shown; with ``truncate``, only its last that many tokens."""
     tokenizer = predictor.tokenizer
     if isinstance(prompt, list):
-        words = predictor.vocab.decode(prompt)
+        truncated = truncate is not None and len(prompt) > truncate
+        ids = prompt[-truncate:] if truncate is not None else prompt
+        words = predictor.vocab.decode(ids)
         joiner = tokenizer.detokenizer()
         pieces = [joiner.piece(word) for word in words]
         offsets = [sum(len(piece) for piece in pieces[:i]) for i in range(len(pieces))]
-        return Prompted("".join(pieces), prompt, 0, pieces, offsets, words, from_ids=True)
-    words = tokenizer.tokenize(prompt)
-    spans = tokenizer.spans(prompt)
+        text = "".join(pieces)
+        return Prompted(text, ids, 0, pieces, offsets, words, True, text, truncated)
+    if truncate is None:
+        words, start, truncated = tokenizer.tokenize(prompt), 0, False
+        spans = tokenizer.spans(prompt)
+    else:  # the last tokens, reading only the text's end; the echo starts where the first kept one does
+        words, read_from, truncated = tokenizer.tokenize_end(prompt, truncate)
+        spans = tokenizer.spans(prompt[read_from:])
+        spans = spans[len(spans) - len(words) :]
+        start = read_from + (spans[0][0] if spans else len(prompt) - read_from)
+        spans = [(begin + read_from - start, end + read_from - start) for begin, end in spans]
+    text = prompt[start:]
     starts = [0, *(end for _, end in spans[:-1])][: len(spans)]  # each piece takes the white space before it
-    pieces = [prompt[start:end] for start, (_, end) in zip(starts, spans, strict=True)]
-    return Prompted(prompt, predictor.encode(prompt).ids, 1, pieces, starts, words, from_ids=False)
+    pieces = [text[begin:end] for begin, (_, end) in zip(starts, spans, strict=True)]
+    ids = [predictor.vocab.line_break_id, *predictor.vocab.encode(words)]
+    return Prompted(text, ids, 1, pieces, starts, words, False, prompt, truncated)
 
 
 def sse(payload: dict[str, Any]) -> str:

@@ -73,6 +73,10 @@ COMPLETION = {
                     "text": {"type": "string"},
                     "finish_reason": {"type": "string", "enum": ["stop", "length"], "nullable": True},
                     "logprobs": TOKEN_LOGPROBS,
+                    "truncated": {
+                        "type": "boolean",
+                        "description": "Only with truncate_prompt_tokens: tokens of the prompt were left out.",
+                    },
                 },
             },
         },

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from service.http.schemas import MAX_STOP_STRINGS, StopString, check_token_count
+from service.http.schemas import MAX_STOP_STRINGS, StopString, check_text_limits, check_token_count
 from service.settings import SETTINGS
 
 MAX_LOGPROBS = 5  # OpenAI's own bound on the alternatives per token
@@ -27,9 +27,12 @@ TokenIds = Annotated[
     list[TokenId],
     Field(min_length=1, max_length=SETTINGS.max_text_tokens),
 ]
+# A prompt's texts are bounded by the body only here: ``CompletionRequest`` holds them to the text
+# limits unless ``truncate_prompt_tokens`` says to read only their end.
+PromptText = Annotated[str, Field(max_length=SETTINGS.max_body_bytes)]
 Prompt = (
-    Text
-    | Annotated[list[Text], Field(min_length=1, max_length=SETTINGS.max_inputs)]
+    PromptText
+    | Annotated[list[PromptText], Field(min_length=1, max_length=SETTINGS.max_inputs)]
     | TokenIds
     | Annotated[list[TokenIds], Field(min_length=1, max_length=SETTINGS.max_inputs)]
 )
@@ -51,11 +54,24 @@ class CompletionRequest(BaseModel):
     model: str = Field(
         max_length=256, description="The served model: its store tag, or its name.", examples=["nextword"]
     )
+    truncate_prompt_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=SETTINGS.max_text_tokens,
+        description=(
+            "Read only each prompt's last this many tokens (vLLM's field): a text prompt of any length, up "
+            "to the body limit, is then accepted. The kept tokens are read from a fresh state, as if the "
+            "text began there; the echo, the prompt's logprobs and `usage.prompt_tokens` are those of the "
+            "kept tokens, and each choice's `truncated` says whether any token was left out."
+        ),
+        examples=[128],
+    )
     prompt: Prompt = Field(
         description=(
             "A text, a list of texts, a list of token ids, or a list of such lists (ids from /tokenize). "
             "A text is read as every text is, after a leading line break; a list of ids is run as given, "
-            "from the model's zero state."
+            f"from the model's zero state. A text has at most {SETTINGS.max_text_chars} characters and "
+            f"{SETTINGS.max_text_tokens} tokens, unless `truncate_prompt_tokens` is given."
         ),
         examples=["the sun rises in the"],
     )
@@ -123,6 +139,15 @@ class CompletionRequest(BaseModel):
     presence_penalty: float | None = Field(
         default=None, description="Not supported: only null or 0.", json_schema_extra={"minimum": 0, "maximum": 0}
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _within_limits_unless_truncated(cls, value: object, info: ValidationInfo) -> object:
+        if info.data.get("truncate_prompt_tokens") is None:
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str):
+                    check_text_limits(text)
+        return value
 
     @field_validator("best_of")
     @classmethod
