@@ -55,9 +55,9 @@ def documents(tag: str, corpus: str, limit: int | None) -> tuple[list[str], list
     window (its BOS token, the text, one generated token), are kept.
     """
     bundle = load_bundle(tag, torch.device("cpu"), torch.float32)
-    test = load_corpus(default_corpus() if corpus == "auto" else corpus).test
+    read = load_corpus(default_corpus() if corpus == "auto" else corpus)
     docs, ids = [], []
-    for tokens in split_texts(test, bundle.tokenizer):
+    for tokens in split_texts(read.test, bundle.tokenizer, read.texts):
         doc = " ".join(tokens)
         if bundle.tokenizer.tokenize(doc) == tokens and len(tokens) + 2 <= MAX_PROMPT_TOKENS:
             docs.append(doc)

@@ -35,7 +35,7 @@ def main() -> int:
     args = parser.parse_args()
     bundle = load_bundle(args.model, torch.device("cpu"), torch.float32)
     corpus = load_corpus(args.corpus or default_corpus())
-    texts = encode_texts(split_texts(corpus.test, bundle.tokenizer), bundle.vocab)
+    texts = encode_texts(split_texts(corpus.test, bundle.tokenizer, corpus.texts), bundle.vocab)
     tallies = {choice: TypingTally(bundle.vocab, torch.device("cpu"), *choice) for choice in CHOICES}
     by_length = sorted((text for text in texts if len(text) > 1), key=len)
     for first in range(0, len(by_length), TEXTS_PER_BATCH):

@@ -61,7 +61,7 @@ def main() -> int:
     parser.add_argument("--corpus", default=None, help="a corpus folder (default: make serve's)")
     args = parser.parse_args()
     corpus = load_corpus(args.corpus or default_corpus())
-    inputs = typed_prefixes(split_texts(corpus.test, Tokenizer()), args.answers)
+    inputs = typed_prefixes(split_texts(corpus.test, Tokenizer(), corpus.texts), args.answers)
     offered = markup_words = markup_tokens = 0
     examples: list[str] = []
     with Server(env={"NEXTWORD_MODEL": args.model}) as server, httpx.Client(base_url=server.url, timeout=120) as http:

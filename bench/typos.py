@@ -175,7 +175,8 @@ def main() -> int:
     args = parser.parse_args()
     bundle = load_bundle(args.model, torch.device("cpu"), torch.float32)
     predictor = Predictor(bundle, torch.device("cpu"))
-    sentences = split_texts(load_corpus(args.corpus or default_corpus()).test, bundle.tokenizer)
+    corpus = load_corpus(args.corpus or default_corpus())
+    sentences = split_texts(corpus.test, bundle.tokenizer, corpus.texts)
     clean: list[dict[int, Slip]] = [{} for _ in sentences]
     mistyped = choose_slips(sentences, bundle.vocab.index, args.share, args.seed)
     report: dict = {"model": args.model, "sentences": len(sentences), "share": args.share, "seed": args.seed}

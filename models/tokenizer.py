@@ -211,6 +211,23 @@ def shown(token: str, quote_open: bool = False) -> Shown:
     return Shown(token, joins_previous, token in _NO_SPACE_AFTER)
 
 
+def starts_sentence(text: str) -> bool:
+    """Whether a word after ``text`` begins a sentence: nothing before it, or the end of one (``.``,
+    ``!``, ``?``, a line break), with spaces and closing quotes or brackets after it."""
+    end = text.rstrip(" \t\r\"')]")
+    return not end.strip() or end[-1] in ".!?\n"
+
+
+def cased(word: str, typed: str, sentence_start: bool) -> str:
+    """A lower-casing model's word as the person writing would case it: as their typed start of it
+    (``Hel`` -> ``Hello``, ``HEL`` -> ``HELLO``), and capitalized where a sentence starts."""
+    if len(typed) > 1 and typed.isupper():
+        return word.upper()
+    if typed[:1].isupper() or sentence_start:
+        return word[:1].upper() + word[1:]
+    return word
+
+
 IN_WORD_SEPARATORS = tuple(_JOINERS)  # the tokens written as another token is: "@-@" as "-"
 
 

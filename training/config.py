@@ -42,7 +42,10 @@ def _cutoffs(text: str) -> tuple[int, ...]:
 class TrainConfig:
     """Every training option; the defaults are the ``make train`` model (docs/training.md says why)."""
 
-    corpus: str = option("auto", "directory with train/valid/test.txt, one text file, or auto")
+    corpus: str = option(
+        "auto",
+        "auto (make serve's default), wikitext-2, chitchat, mixed, a directory with train/valid/test.txt, or a file",
+    )
     model_name: str = option("nextword", "name in the BentoML store")
     level: str = option("word", "model words or characters", choices=LEVELS)
     architecture: str = option("lstm", "the recurrent layer", choices=ARCHITECTURES)

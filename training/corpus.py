@@ -10,6 +10,7 @@ the split is always the same for the same file. Blank lines are text too
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ class Corpus:
     test: list[str]
     sha256: str  # of the raw bytes, train, valid and test in that order
     source: str
+    # What one text is, for the fresh-text evaluation: a sentence, or a line (a corpus of messages
+    # says so in its folder's corpus.json, as training.chitchat writes it).
+    texts: str = "sentences"
 
 
 def load_corpus(path: str | Path) -> Corpus:
@@ -53,7 +57,9 @@ def load_corpus(path: str | Path) -> Corpus:
     digest = hashlib.sha256()
     for split in SPLITS:
         digest.update(texts[split].encode("utf-8"))
-    return Corpus(lines["train"], lines["valid"], lines["test"], digest.hexdigest(), str(path))
+    record = path / "corpus.json"
+    kind = json.loads(record.read_text()).get("texts", "sentences") if record.is_file() else "sentences"
+    return Corpus(lines["train"], lines["valid"], lines["test"], digest.hexdigest(), str(path), kind)
 
 
 def _read_text(path: Path) -> str:

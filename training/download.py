@@ -13,6 +13,7 @@ SHA-256 checked, and unpacked into a cache outside the repository
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from training.chitchat import VERSION as CHITCHAT_VERSION
+from training.chitchat import materialize
 from training.corpus import SPLITS, CorpusError
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"
@@ -89,6 +92,43 @@ def _unpack(archive: Path, folder: Path) -> None:
                 (folder / f"{split}.txt").write_bytes(zipped.read(member))
             except KeyError:
                 raise CorpusError(f"archive has no {member}") from None
+
+
+CORPUS_NAMES = ("auto", "wikitext-2", "chitchat", "mixed")
+
+
+def named_corpus(name: str) -> Path:
+    """The folder of a corpus given by name (``CORPUS_NAMES``), or ``name`` itself as a path.
+
+    ``auto`` is make serve's default; ``chitchat`` the chat corpus (``training.chitchat``), written
+    into the cache once; ``mixed`` both: WikiText-2's train and valid beside the chat corpus's,
+    and the chat corpus's test (each model is measured on both tests by ``bench.corpora``).
+    """
+    if name == "auto":
+        return default_corpus()
+    if name == "wikitext-2":
+        return default_corpus()
+    if name == "chitchat":
+        return materialize(cache_dir() / f"chitchat-{CHITCHAT_VERSION}")
+    if name == "mixed":
+        return mixed_corpus(cache_dir() / f"mixed-wikitext-2-chitchat-{CHITCHAT_VERSION}")
+    return Path(name)
+
+
+def mixed_corpus(folder: Path) -> Path:
+    """WikiText-2 and the chat corpus in one folder: train and valid concatenated, the chat test."""
+    wiki, chat = default_corpus(), named_corpus("chitchat")
+    stamp = folder / "corpus.json"
+    record = json.loads((chat / "corpus.json").read_text()) | {"mixed_with": str(wiki)}
+    if stamp.is_file() and json.loads(stamp.read_text()) == record:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        parts = [chat / f"{split}.txt"] if split == "test" else [wiki / f"{split}.txt", chat / f"{split}.txt"]
+        text = "\n".join(part.read_text(encoding="utf-8").rstrip("\n") for part in parts)
+        (folder / f"{split}.txt").write_text(text + "\n", encoding="utf-8")
+    stamp.write_text(json.dumps(record, indent=2) + "\n")
+    return folder
 
 
 def main() -> int:

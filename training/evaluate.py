@@ -27,7 +27,7 @@ from models.bundle import load_bundle
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES, pick_device, pick_dtype, precision_name
 from training.corpus import CorpusError, load_corpus
 from training.data import EVAL_BATCH_SIZE, EVAL_BPTT, batchify, bptt_windows, encode_stream
-from training.download import default_corpus
+from training.download import named_corpus
 from training.fresh_texts import encode_texts, evaluate_fresh_texts, format_fresh, split_texts
 from training.keystrokes import format_typing, simulate_typing
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = pick_device(args.device)
         bundle = load_bundle(args.tag, device, pick_dtype(args.precision, device))
-        corpus = load_corpus(default_corpus() if args.corpus == "auto" else args.corpus)
+        corpus = load_corpus(named_corpus(args.corpus))
     except (CorpusError, LookupError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_result(f"{bundle.tag} ({precision_name(bundle.dtype)})", result, bundle.tokenizer.characters))
     if not bundle.tokenizer.characters:  # keystrokes are counted over a word vocabulary
         print(format_typing(simulate_typing(bundle.model, stream, bundle.vocab, device)))
-        texts = encode_texts(split_texts(corpus.test, bundle.tokenizer), bundle.vocab)
+        texts = encode_texts(split_texts(corpus.test, bundle.tokenizer, corpus.texts), bundle.vocab)
         print(format_fresh(evaluate_fresh_texts(bundle.model, texts, bundle.vocab, device)))
     return 0
 

@@ -11,6 +11,9 @@ A text is a sentence: the tokens of a paragraph line up to and including
 each ``.``, ``!`` or ``?``, headings (`` = Title = ``) left out. A sentence
 is what a person typically types at once, and the shortest unit that is
 still a whole text: a paragraph would give most words a long context again.
+In a corpus of messages (``Corpus.texts == "lines"``: the chat corpus) a text
+is a message, however short: a message of one or two words ("hello",
+"lol") is typed from an empty state like any other, and counts.
 
 Reported (``FreshTextResult``):
 
@@ -26,7 +29,7 @@ Reported (``FreshTextResult``):
 
 Usage::
 
-    texts = encode_texts(split_texts(corpus.test, tokenizer), vocab)
+    texts = encode_texts(split_texts(corpus.test, tokenizer, corpus.texts), vocab)
     result = evaluate_fresh_texts(model, texts, vocab, device)
     print(format_fresh(result))
 """
@@ -75,8 +78,11 @@ class FreshTextResult:
         )
 
 
-def split_texts(lines: list[str], tokenizer: Tokenizer) -> list[list[str]]:
-    """The sentences of ``lines`` as token lists, headings and empty lines left out."""
+def split_texts(lines: list[str], tokenizer: Tokenizer, texts_are: str = "sentences") -> list[list[str]]:
+    """The texts of ``lines`` as token lists: sentences, headings and empty lines left out; or with
+    ``texts_are="lines"`` (a corpus of messages, ``Corpus.texts``) each non-empty line."""
+    if texts_are == "lines":
+        return [tokens for line in lines if (tokens := tokenizer.tokenize(line))]
     texts: list[list[str]] = []
     for line in lines:
         stripped = line.strip()

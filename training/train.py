@@ -40,7 +40,7 @@ from training.averaging import WeightAverage
 from training.config import TrainConfig, parse_args
 from training.corpus import Corpus, CorpusError, load_corpus
 from training.data import batchify, bptt_windows, encode_stream, line_tokens
-from training.download import default_corpus
+from training.download import named_corpus
 from training.evaluate import EvalResult, evaluate, format_result
 from training.export import export
 from training.fresh_texts import FreshTextResult, encode_texts, evaluate_fresh_texts, format_fresh, split_texts
@@ -186,7 +186,8 @@ def train(config: TrainConfig, corpus: Corpus, clock: Callable[[], float] = time
     if not tokenizer.characters:  # keystrokes are counted over a word vocabulary
         typing = simulate_typing(model, test_stream, vocab, device)
         print(format_typing(typing))
-        fresh = evaluate_fresh_texts(model, encode_texts(split_texts(corpus.test, tokenizer), vocab), vocab, device)
+        test_texts = encode_texts(split_texts(corpus.test, tokenizer, corpus.texts), vocab)
+        fresh = evaluate_fresh_texts(model, test_texts, vocab, device)
         print(format_fresh(fresh))
     assert best_valid is not None
     return TrainOutcome(
@@ -252,7 +253,7 @@ def tune_recency_cache(
     device: torch.device,
 ) -> tuple[RecencyChoice, ModelConfig]:
     """Choose the recency cache's terms on the validation split, as a stream and as fresh texts."""
-    valid_texts = encode_texts(split_texts(corpus.valid, tokenizer), vocab)
+    valid_texts = encode_texts(split_texts(corpus.valid, tokenizer, corpus.texts), vocab)
     recency = tune_recency(model, valid_stream, valid_texts, device)
     tuned = replace(
         model_config,
@@ -356,7 +357,7 @@ def seed_everything(seed: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv, __doc__.split("\n")[0])
     try:
-        corpus = load_corpus(default_corpus() if config.corpus == "auto" else config.corpus)
+        corpus = load_corpus(named_corpus(config.corpus))
         pick_device(config.device)
     except (CorpusError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

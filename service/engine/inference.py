@@ -37,7 +37,7 @@ from models.bundle import ModelBundle, load_bundle
 from models.completion import Corrections, PrefixIndex
 from models.device import pick_dtype
 from models.scoring import TopWords, compile_scorer, rows_per_decode
-from models.tokenizer import IN_WORD_SEPARATORS, is_in_word_separator, shown
+from models.tokenizer import IN_WORD_SEPARATORS, cased, is_in_word_separator, shown, starts_sentence
 from models.top_k import top_k
 from models.word_search import WordSearch, fragment_of, phase_after
 from service.engine.blocklist import Blocklist
@@ -95,6 +95,7 @@ class Prefix:
     compound: str  # what every completion's word starts with: a compound's earlier parts ("well-"), else ""
     quote_open: bool  # the text has an unclosed '"', which a suggested '"' would close
     truncated: bool = False  # tokens before the ones read were left out (NextWordQuery.truncate)
+    sentence_start: bool = False  # the word offered begins a sentence (models.tokenizer.starts_sentence)
 
 
 def joined(spans: list[tuple[int, int]], first: int, last: int) -> bool:
@@ -207,14 +208,17 @@ class Predictor:
             truncated = truncated or len(tokens) > item.truncate + completing
         quote_open = item.text.count('"') % 2 == 1  # each '"' is a token: the whole text's, kept or not
         if not (completing and tokens):
-            return Prefix(self._encode_tokens(tokens), None, None, "", quote_open, truncated)
+            starting = starts_sentence(item.text)
+            return Prefix(self._encode_tokens(tokens), None, None, "", quote_open, truncated, starting)
         # A compound typed so far ("well-kn": well @-@ kn) is completed as one written word: the
         # model completes its last part after the parts before it, and a person sees the whole.
         last = len(tokens) - 1
         read = item.text.lower() if self.tokenizer.settings.lowercase else item.text
         if (last < 2 or not is_in_word_separator(tokens[last - 1])) and read.endswith(tokens[last]):
             typed = item.text[len(item.text) - len(tokens[last]) :]  # the usual case: no compound
-            return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, "", quote_open, truncated)
+            starting = starts_sentence(item.text[: len(item.text) - len(typed)])
+            encoded = self._encode_tokens(tokens[:-1])
+            return Prefix(encoded, tokens[last], typed, "", quote_open, truncated, starting)
         spans = self.tokenizer.spans(item.text[start:])  # of the part read, whose tokens end as `tokens` do
         spans = spans[len(spans) - len(tokens) :]
         first = last
@@ -222,13 +226,18 @@ class Predictor:
             first -= 2
         compound = "".join(shown(token).text for token in tokens[first:last])
         typed = item.text[start + spans[first][0] :]
-        return Prefix(self._encode_tokens(tokens[:-1]), tokens[last], typed, compound, quote_open, truncated)
+        starting = starts_sentence(item.text[: len(item.text) - len(typed)])
+        encoded = self._encode_tokens(tokens[:-1])
+        return Prefix(encoded, tokens[last], typed, compound, quote_open, truncated, starting)
 
     def _prediction(self, token: str, probability: float, prefix: Prefix, correction: bool = False) -> Prediction:
         """A next word as a person writes it, with the model's token beside it."""
         written = shown(token, prefix.quote_open)
+        word = prefix.compound + written.text
+        if self.tokenizer.settings.lowercase:  # written in the person's case (models.tokenizer.cased)
+            word = cased(word, prefix.typed or "", prefix.sentence_start)
         return {
-            "word": prefix.compound + written.text,
+            "word": word,
             "token": token,
             "joins_previous": written.joins_previous,
             "joins_next": written.joins_next,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from models.tokenizer import LEVELS, Shown, Tokenizer, TokenizerSettings, shown
+from models.tokenizer import LEVELS, Shown, Tokenizer, TokenizerSettings, cased, shown, starts_sentence
 
 tok = Tokenizer()
 
@@ -282,3 +282,33 @@ def test_the_end_of_a_text_is_the_whole_texts_last_tokens(text: str, most: int) 
         whole = tokenizer.tokenize(text)
         assert tokens == whole[-most:] and cut == (len(whole) > most)
         assert tokenizer.tokenize(text[start:])[-most:] == tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "starting"),
+    [
+        ("", True),
+        ("   ", True),
+        ("Hi.", True),
+        ("Hi. ", True),
+        ('He said "no." ', True),
+        ("Hi!\n", True),
+        ("line\n", True),
+        ("(why?) ", True),
+        ("the", False),
+        ("the ", False),
+        ("e.g", False),
+        ("1,", False),
+    ],
+)
+def test_a_sentence_starts_after_its_end_or_nothing(text: str, starting: bool) -> None:
+    assert starts_sentence(text) is starting
+
+
+def test_a_word_is_cased_as_the_person_types_it() -> None:
+    assert cased("hello", "hel", sentence_start=False) == "hello"
+    assert cased("hello", "hel", sentence_start=True) == "Hello"
+    assert cased("hello", "Hel", sentence_start=False) == "Hello"
+    assert cased("hello", "HEL", sentence_start=False) == "HELLO"
+    assert cased("hello", "H", sentence_start=False) == "Hello"  # one capital: the start of a word
+    assert cased("hello", "", sentence_start=True) == "Hello" and cased("hello", "", sentence_start=False) == "hello"

@@ -21,7 +21,25 @@ def test_a_lower_casing_model_completes_case_insensitively(tiny_model_tag: str) 
     bundle.tokenizer = Tokenizer(TokenizerSettings(lowercase=True))
     (answer,) = Predictor(bundle, torch.device("cpu")).predict_next([NextWordQuery("In The Fi", 5, complete=True)])
     assert answer["fragment"] == "Fi" and answer["predictions"]  # as typed: the characters a word replaces
-    assert all(p["word"].startswith("fi") for p in answer["predictions"])
+    exact = [p for p in answer["predictions"] if not p["correction"]]
+    assert exact and all(p["token"].startswith("fi") and p["word"].startswith("Fi") for p in exact)
+
+
+def test_a_lower_casing_model_writes_its_words_in_the_persons_case(tiny_model_tag: str) -> None:
+    """As typed ("rel" -> "released", "Rel" -> "Released", "REL" -> "RELEASED"), and capitalized
+    where a sentence starts, whatever was typed there."""
+    bundle = load_bundle(tiny_model_tag, torch.device("cpu"), torch.float32)
+    bundle.tokenizer = Tokenizer(TokenizerSettings(lowercase=True))
+    predictor = Predictor(bundle, torch.device("cpu"))
+    texts = ["the game was rel", "the game was Rel", "the game was REL", "It was . rel", "It was !\n rel", "rel", ""]
+    answers = predictor.predict_next([NextWordQuery(text, 3, complete=True, correct_typos=False) for text in texts])
+    first = [answer["predictions"][0] for answer in answers]
+    token = first[0]["token"]
+    assert token.startswith("rel") and all(p["token"] == token for p in first[:6])
+    assert [p["word"] for p in first[:6]] == [token, token.title(), token.upper()] + [token.title()] * 3
+    assert all(p["word"][0].isupper() for p in answers[-1]["predictions"] if p["word"][0].isalpha())
+    (middle,) = predictor.predict_next([NextWordQuery("It was the ", 5)])
+    assert any(p["word"][0].islower() for p in middle["predictions"])
 
 
 def test_a_compound_is_completed_as_one_written_word(tiny_model_tag: str) -> None:
