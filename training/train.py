@@ -191,19 +191,19 @@ def train(config: TrainConfig, corpus: Corpus, clock: Callable[[], float] = time
         print(format_fresh(fresh))
     assert best_valid is not None
     return TrainOutcome(
-        model,
-        vocab,
-        tokenizer_settings,
-        model_config,
-        best_valid,
-        test,
-        typing,
-        fresh,
-        recency,
-        test_without_recency,
-        epochs_run,
-        train_seconds,
-        train_stream.numel(),
+        model=model,
+        vocab=vocab,
+        tokenizer=tokenizer_settings,
+        model_config=model_config,
+        valid=best_valid,
+        test=test,
+        typing=typing,
+        fresh=fresh,
+        recency=recency,
+        test_without_recency=test_without_recency,
+        epochs_run=epochs_run,
+        train_seconds=train_seconds,
+        train_tokens=train_stream.numel(),
     )
 
 
