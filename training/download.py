@@ -111,13 +111,13 @@ def named_corpus(name: str) -> Path:
     if name == "chitchat":
         return materialize(cache_dir() / f"chitchat-{CHITCHAT_VERSION}")
     if name == "mixed":
-        return mixed_corpus(cache_dir() / f"mixed-wikitext-2-chitchat-{CHITCHAT_VERSION}")
+        folder = cache_dir() / f"mixed-wikitext-2-chitchat-{CHITCHAT_VERSION}"
+        return mixed_corpus(folder, default_corpus(), named_corpus("chitchat"))
     return Path(name)
 
 
-def mixed_corpus(folder: Path) -> Path:
+def mixed_corpus(folder: Path, wiki: Path, chat: Path) -> Path:
     """WikiText-2 and the chat corpus in one folder: train and valid concatenated, the chat test."""
-    wiki, chat = default_corpus(), named_corpus("chitchat")
     stamp = folder / "corpus.json"
     record = json.loads((chat / "corpus.json").read_text()) | {"mixed_with": str(wiki)}
     if stamp.is_file() and json.loads(stamp.read_text()) == record:
