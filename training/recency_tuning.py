@@ -132,19 +132,26 @@ def _score_stream(model: RecurrentLM, stream: Tensor, device: torch.device) -> _
 
 
 def _score_texts(model: RecurrentLM, texts: list[list[int]], device: torch.device) -> _Scored:
-    """Every text alone from the zero state, all of them then padded into one (B, N + 1) table."""
-    texts = [text for text in texts if len(text) > 1]
+    """Every text alone from the zero state, all of them then padded into one (B, N + 1) table.
+
+    The texts are read shortest first, each batch only as wide as its longest text: a corpus of
+    short messages beside a few long paragraphs (``--corpus mixed``) would otherwise run every
+    batch as long as the longest paragraph."""
+    texts = sorted((text for text in texts if len(text) > 1), key=len)
     rows = padded(texts, pad=-1).to(device)  # (B, N + 1)
     model_p = torch.zeros(rows.size(0), rows.size(1) - 1, device=device)
     model_previous = torch.zeros_like(model_p)
     for first in range(0, len(texts), TEXTS_PER_BATCH):
-        batch = rows[first : first + TEXTS_PER_BATCH]
+        width = len(texts[min(first + TEXTS_PER_BATCH, len(texts)) - 1])  # the batch's longest
+        batch = rows[first : first + TEXTS_PER_BATCH, :width]
         inputs, targets = batch[:, :-1].clamp(min=0), batch[:, 1:]
         log_probs = model(inputs, model.zero_state(batch.size(0)))[0].float().log_softmax(-1)
-        model_p[first : first + TEXTS_PER_BATCH] = (
+        model_p[first : first + TEXTS_PER_BATCH, : width - 1] = (
             log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1).exp()
         )
-        model_previous[first : first + TEXTS_PER_BATCH] = log_probs.gather(-1, inputs.unsqueeze(-1)).squeeze(-1).exp()
+        model_previous[first : first + TEXTS_PER_BATCH, : width - 1] = (
+            log_probs.gather(-1, inputs.unsqueeze(-1)).squeeze(-1).exp()
+        )
     return _Scored(model_p, model_previous, rows, rows[:, 1:] >= 0, rows[:, :-1] >= FIRST_WORD_ID)
 
 
