@@ -63,6 +63,7 @@ def measure(tag: str, test_set: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--test-sets", nargs="+", default=list(TEST_SETS), choices=TEST_SETS)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = []
@@ -71,7 +72,7 @@ def main() -> int:
         f"{'savings':>8} {'all words':>9} {'next top-1/3':>13} {'echo':>6} {'cycles':>7}"
     )
     for tag in args.models:
-        for test_set in TEST_SETS:
+        for test_set in args.test_sets:
             result = measure(tag, test_set)
             fresh = result["fresh"]
             print(
