@@ -12,8 +12,8 @@ confuse letters they do not reach for by mistake ("goverment" misses a letter; "
 
 Usage::
 
-    slips = intended_prefixes("recie")  # {"recei": 0.0, "reci": 0.0, "rexie": 0.0, ..., "rebie": -2.3, ...}
-    # each prefix the person may have meant, with its slip's log-weight (0 for the likeliest slips)
+    slips = intended_prefixes("recie")  # {"recei": -4.6, "reci": -4.6, "rexie": -4.6, ..., "rebie": -6.9, ...}
+    # each prefix the person may have meant, with its slip's log-weight against no slip
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ QWERTY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 ROW_OFFSETS = (0.0, 0.25, 0.75)
 LETTERS = "".join(QWERTY_ROWS)
 
-# Log-weights of the slips, against an adjacent key's substitution: a key that is not adjacent is
-# seldom hit by mistake, but letters are confused in spelling too.
-ADJACENT_KEY = 0.0
-EXTRA_KEY = 0.0
-MISSED_KEY = 0.0
-SWAPPED_KEYS = 0.0
-OTHER_KEY = math.log(0.1)
+# Log-weights of the slips against typing the word right (0): a slip is rare (people mistype a few
+# words in a hundred, at one of several letters, with one of several keys), so a correction's
+# probability is the model's times about a hundredth. A key that is not adjacent is seldom hit by
+# mistake, but letters are confused in spelling too: a tenth of that again.
+SLIP = math.log(0.01)
+ADJACENT_KEY = SLIP
+EXTRA_KEY = SLIP
+MISSED_KEY = SLIP
+SWAPPED_KEYS = SLIP
+OTHER_KEY = SLIP + math.log(0.1)
 # Fragments shorter than this are not corrected: one letter has too many neighbours to tell.
 MIN_CORRECTED_CHARACTERS = 2
 

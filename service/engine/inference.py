@@ -319,7 +319,8 @@ class Predictor:
         """Fill the slots that a completion's exact matches leave empty with the words one slip away
         (``models.typos``), by the model's probability times the slip's weight. Changes ``chosen``
         in place: every word of a corrected row then has its probability among the matching words and
-        the corrections together. Returns each row's ids offered as corrections."""
+        the corrections together, each correction's weighted by its slip's. Returns each row's ids
+        offered as corrections."""
         wanted = [
             (row, candidates)
             for row, (item, prefix, words) in enumerate(zip(inputs, split, chosen, strict=True))
@@ -341,11 +342,13 @@ class Predictor:
                 (i for i in candidates if i not in unwanted), key=lambda i: -(row_log_probs[i] + candidates[i])
             )
             words = chosen[row]
+            # Each correction's probability weighted by its slip's: the chance it is the word meant.
+            weighted = {i: math.exp(row_log_probs[i] + candidates[i]) for i in ranked}
             exact_mass = float(top.mass[row])  # the exact matches' share of the model's probability
-            mass = exact_mass + sum(math.exp(row_log_probs[i]) for i in ranked)
+            mass = exact_mass + sum(weighted.values())
             fills = ranked[: inputs[row].top_k - len(words)]
             chosen[row] = [(i, p * exact_mass / mass) for i, p in words]
-            chosen[row] += [(i, math.exp(row_log_probs[i]) / mass) for i in fills]
+            chosen[row] += [(i, weighted[i] / mass) for i in fills]
             offered[row].update(fills)
         return offered
 

@@ -109,7 +109,8 @@ class NextWordInput(_Strict):
             "other slots with words one slip of the finger away from it (an adjacent key, a key missed or "
             "pressed twice, two keys swapped; QWERTY), likeliest first by the model's probability and the "
             "slip's weight; they come after every exact match, with `correction: true`. The probabilities "
-            "of such an answer are then among the exact matches and the corrections together. Fragments "
+            "of such an answer are then among the exact matches and the corrections together, each "
+            "correction's times its slip's weight: the chance that it is the word meant. Fragments "
             "of one character are not corrected; a character-level model does not correct."
         ),
         examples=[True],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.completion import Corrections, PrefixIndex
-from models.typos import ADJACENT, OTHER_KEY, intended_prefixes
+from models.typos import ADJACENT, OTHER_KEY, SLIP, intended_prefixes
 from models.vocab import Vocabulary
 
 
@@ -15,11 +15,11 @@ def test_the_keyboard_neighbours_are_the_keys_around_a_key() -> None:
 
 def test_each_kind_of_slip_is_undone() -> None:
     meant = intended_prefixes("recie")
-    assert meant["recei"] == 0.0  # two keys swapped
-    assert meant["rexie"] == 0.0  # an adjacent key: c and x are neighbours
-    assert meant["rece"] == 0.0  # a key pressed as well
-    assert meant["receie"] == 0.0 and meant["rwcie"] == 0.0  # a key missed; an adjacent key
-    assert meant["repie"] == OTHER_KEY < 0.0  # p is far from c: a spelling slip, less likely
+    assert meant["recei"] == SLIP < 0.0  # two keys swapped: less likely than no slip
+    assert meant["rexie"] == SLIP  # an adjacent key: c and x are neighbours
+    assert meant["rece"] == SLIP  # a key pressed as well
+    assert meant["receie"] == SLIP and meant["rwcie"] == SLIP  # a key missed; an adjacent key
+    assert meant["repie"] == OTHER_KEY < SLIP  # p is far from c: a spelling slip, less likely
     assert "recie" not in meant and "" not in intended_prefixes("a")
 
 
