@@ -211,11 +211,18 @@ def shown(token: str, quote_open: bool = False) -> Shown:
     return Shown(token, joins_previous, token in _NO_SPACE_AFTER)
 
 
-def starts_sentence(text: str) -> bool:
-    """Whether a word after ``text`` begins a sentence: nothing before it, or the end of one (``.``,
-    ``!``, ``?``, a line break), with spaces and closing quotes or brackets after it."""
-    end = text.rstrip(" \t\r\"')]")
-    return not end.strip() or end[-1] in ".!?\n"
+# str.splitlines' line breaks ("\r\n" ends in "\n"; a lone "\r" reads as a space here)
+_LINE_BREAKS = "\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def starts_sentence(text: str, end: int | None = None) -> bool:
+    """Whether a word after ``text[:end]`` begins a sentence: nothing before it, or the end of one
+    (``.``, ``!``, ``?``, a line break), with spaces and closing quotes or brackets after it. Reads
+    back from ``end`` only as far as that takes, so a long text costs no more than a short one."""
+    i = len(text) if end is None else end
+    while i > 0 and text[i - 1] not in _LINE_BREAKS and (text[i - 1].isspace() or text[i - 1] in "\"')]"):
+        i -= 1
+    return i == 0 or text[i - 1] in ".!?" or text[i - 1] in _LINE_BREAKS
 
 
 def cased(word: str, typed: str, sentence_start: bool) -> str:

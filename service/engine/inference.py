@@ -208,7 +208,7 @@ class Predictor:
             truncated = truncated or len(tokens) > item.truncate + completing
         quote_open = item.text.count('"') % 2 == 1  # each '"' is a token: the whole text's, kept or not
         if not (completing and tokens):
-            starting = starts_sentence(item.text)
+            starting = self._starts_sentence(item.text, len(item.text))
             return Prefix(self._encode_tokens(tokens), None, None, "", quote_open, truncated, starting)
         # A compound typed so far ("well-kn": well @-@ kn) is completed as one written word: the
         # model completes its last part after the parts before it, and a person sees the whole.
@@ -216,7 +216,7 @@ class Predictor:
         read = item.text.lower() if self.tokenizer.settings.lowercase else item.text
         if (last < 2 or not is_in_word_separator(tokens[last - 1])) and read.endswith(tokens[last]):
             typed = item.text[len(item.text) - len(tokens[last]) :]  # the usual case: no compound
-            starting = starts_sentence(item.text[: len(item.text) - len(typed)])
+            starting = self._starts_sentence(item.text, len(item.text) - len(typed))
             encoded = self._encode_tokens(tokens[:-1])
             return Prefix(encoded, tokens[last], typed, "", quote_open, truncated, starting)
         spans = self.tokenizer.spans(item.text[start:])  # of the part read, whose tokens end as `tokens` do
@@ -226,9 +226,14 @@ class Predictor:
             first -= 2
         compound = "".join(shown(token).text for token in tokens[first:last])
         typed = item.text[start + spans[first][0] :]
-        starting = starts_sentence(item.text[: len(item.text) - len(typed)])
+        starting = self._starts_sentence(item.text, len(item.text) - len(typed))
         encoded = self._encode_tokens(tokens[:-1])
         return Prefix(encoded, tokens[last], typed, compound, quote_open, truncated, starting)
+
+    def _starts_sentence(self, text: str, end: int) -> bool:
+        """Whether the word offered after ``text[:end]`` starts a sentence; only a lower-casing
+        model's words are cased by it (``_prediction``), so only it asks."""
+        return self.tokenizer.settings.lowercase and starts_sentence(text, end)
 
     def _prediction(self, token: str, probability: float, prefix: Prefix, correction: bool = False) -> Prediction:
         """A next word as a person writes it, with the model's token beside it."""
