@@ -41,6 +41,7 @@ FILLS = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)  # words read for half the we
 REPEATS = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)  # 1: the word just typed as the mixture has it
 FIRST_WORD_ID = len(SPECIALS)  # the specials come first (models.vocab); repeat leaves them alone
 WINDOW_ENTRIES_PER_CHUNK = 2**22  # bounds the (B, chunk, W) window tensors
+BUCKET_GROWTH = 2  # the longest text of a fresh-text table against its shortest
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,15 @@ def tune_recency(model: RecurrentLM, stream: Tensor, texts: list[list[int]], dev
     was_training = model.training
     model.eval()
     model.recency.weight = 0.0
-    readings = [_score_stream(model, stream, device), _score_texts(model, texts, device)]
+    readings = [[_score_stream(model, stream, device)], _score_texts(model, texts, device)]
     model.train(was_training)
     window = model.recency.window
     losses: dict[tuple[float, float, int, float], list[float]] = {}
     for decay in DECAYS:
         for skip in SKIPS:
-            caches = [cache_probabilities(reading.texts, window, decay, skip) for reading in readings]
+            caches = [
+                [cache_probabilities(piece.texts, window, decay, skip) for piece in reading] for reading in readings
+            ]
             for weight in WEIGHTS:
                 for fill in FILLS:
                     losses[(decay, weight, skip, fill)] = [
@@ -91,7 +94,7 @@ def tune_recency(model: RecurrentLM, stream: Tensor, texts: list[list[int]], dev
                         for reading, cache in zip(readings, caches, strict=True)
                     ]
     decay, weight, skip, fill = min(losses, key=lambda point: sum(losses[point]))
-    caches = [cache_probabilities(reading.texts, window, decay, skip) for reading in readings]
+    caches = [[cache_probabilities(piece.texts, window, decay, skip) for piece in reading] for reading in readings]
     by_repeat = {
         repeat: [
             _cross_entropy(reading, cache, weight, fill, repeat)
@@ -131,13 +134,26 @@ def _score_stream(model: RecurrentLM, stream: Tensor, device: torch.device) -> _
     return _Scored(model_p, torch.cat(previous, dim=1), rows, real, rows[:, :-1] >= FIRST_WORD_ID)
 
 
-def _score_texts(model: RecurrentLM, texts: list[list[int]], device: torch.device) -> _Scored:
-    """Every text alone from the zero state, all of them then padded into one (B, N + 1) table.
+def _score_texts(model: RecurrentLM, texts: list[list[int]], device: torch.device) -> list[_Scored]:
+    """Every text alone from the zero state, in tables of texts of like length.
 
-    The texts are read shortest first, each batch only as wide as its longest text: a corpus of
-    short messages beside a few long paragraphs (``--corpus mixed``) would otherwise run every
-    batch as long as the longest paragraph."""
+    A corpus of short messages beside a few long paragraphs (``--corpus mixed``), padded into one
+    table, would make the cache's grid run every message as long as the longest paragraph: each
+    table holds texts at most ``BUCKET_GROWTH`` times as long as its shortest, so padding at most
+    that multiplies the work."""
     texts = sorted((text for text in texts if len(text) > 1), key=len)
+    buckets: list[list[list[int]]] = []
+    for text in texts:
+        if buckets and len(text) <= BUCKET_GROWTH * len(buckets[-1][0]):
+            buckets[-1].append(text)
+        else:
+            buckets.append([text])
+    return [_score_bucket(model, bucket, device) for bucket in buckets]
+
+
+def _score_bucket(model: RecurrentLM, texts: list[list[int]], device: torch.device) -> _Scored:
+    """``texts``, sorted by length, as one (B, N + 1) table; each batch of the model is only as
+    wide as its longest text."""
     rows = padded(texts, pad=-1).to(device)  # (B, N + 1)
     model_p = torch.zeros(rows.size(0), rows.size(1) - 1, device=device)
     model_previous = torch.zeros_like(model_p)
@@ -155,7 +171,19 @@ def _score_texts(model: RecurrentLM, texts: list[list[int]], device: torch.devic
     return _Scored(model_p, model_previous, rows, rows[:, 1:] >= 0, rows[:, :-1] >= FIRST_WORD_ID)
 
 
-def _cross_entropy(reading: _Scored, cache: _CacheReading, weight: float, fill: float, repeat: float) -> float:
+def _cross_entropy(
+    reading: list[_Scored], caches: list[_CacheReading], weight: float, fill: float, repeat: float
+) -> float:
+    """The mean cross-entropy over every real target of a reading's tables."""
+    total, count = 0.0, 0
+    for piece, cache in zip(reading, caches, strict=True):
+        log_p = _mixed(piece, cache, weight, fill, repeat)[piece.real].log()
+        total, count = total - log_p.sum().item(), count + log_p.numel()
+    return total / count
+
+
+def _mixed(reading: _Scored, cache: _CacheReading, weight: float, fill: float, repeat: float) -> Tensor:
+    """(B, N) each target's probability under the model mixed with the cache at these terms."""
     read = cache.read
     share = torch.where(read > 0, weight * read / (read + fill), torch.zeros_like(read))  # (B, N)
     mixed = (1 - share) * reading.model_p + share * cache.target
@@ -165,7 +193,7 @@ def _cross_entropy(reading: _Scored, cache: _CacheReading, weight: float, fill: 
         factor = torch.where(reading.repeats & again, repeat, 1.0)
         norm = torch.where(reading.repeats, 1 - (1 - repeat) * previous, 1.0)
         mixed = mixed * factor / norm
-    return -mixed[reading.real].log().mean().item()
+    return mixed
 
 
 @dataclass(frozen=True)

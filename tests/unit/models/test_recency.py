@@ -140,6 +140,21 @@ def test_tuning_finds_a_weight_for_repetitive_text_and_evaluate_agrees() -> None
     assert fresh.perplexity == pytest.approx(choice.fresh_perplexity, rel=1e-4)
 
 
+def test_tuning_reads_texts_of_every_length_as_evaluate_does() -> None:
+    """Texts of 2 to 90 tokens fall into several tables of like length; the tuning's fresh
+    perplexity is still that of every text read alone."""
+    model = recency_model(window=10, weight=0.0)
+    torch.manual_seed(8)
+    stream = torch.randint(0, 6, (2000,)) * 7
+    lengths = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89] * 3
+    starts = torch.randint(0, 1900, (len(lengths),)).tolist()
+    texts = [[1, *stream[start : start + length].tolist()] for start, length in zip(starts, lengths, strict=True)]
+    choice = tune_recency(model, stream, texts, torch.device("cpu"))
+    vocab = Vocabulary([*SPECIALS, *(f"w{i}" for i in range(len(SPECIALS), 60))])
+    fresh = evaluate_fresh_texts(model, texts, vocab, torch.device("cpu"))
+    assert fresh.perplexity == pytest.approx(choice.fresh_perplexity, rel=1e-4)
+
+
 def test_tuning_skips_the_word_just_typed_when_texts_never_repeat_it() -> None:
     """Words recur within a few words but never back to back: the newest word is the one the cache must leave out."""
     model = recency_model(window=10, weight=0.0)
