@@ -3,7 +3,7 @@
 The models issue bounds a new default's serving cost per query at 1.5x the
 old one's, at batch 1 and 128. On a shared, noisy machine only an
 interleaved comparison tells: the two models answer the same batch in
-turn (A B A B ...), through the service's own ``Predictor`` (tokenizing,
+turn (A B A B ...), through the service's own engine (``Engine.inline``) (tokenizing,
 scoring, building the answers; no state cache, every prefix cold), and
 the medians are compared. Usage::
 
@@ -20,25 +20,24 @@ import time
 import torch
 
 from bench.run import PREFIX
-from models.bundle import load_bundle
-from models.device import pick_dtype
-from service.engine.inference import Predictor
+from models.device import pick_dtype, precision_name
+from service.engine.engine import Engine, EngineConfig
 from service.engine.types import NextWordQuery
 from service.settings import SETTINGS
 
 BATCHES = (1, 128)
 
 
-def median_ms(predictors: list[Predictor], batch: int, calls: int) -> list[float]:
-    """Median ms of one batch for each predictor, called in turn ``calls`` times each."""
+def median_ms(engines: list[Engine], batch: int, calls: int) -> list[float]:
+    """Median ms of one batch for each engine, called in turn ``calls`` times each."""
     inputs = [NextWordQuery(PREFIX, 5)] * batch
-    times: list[list[float]] = [[] for _ in predictors]
-    for predictor in predictors:
-        predictor.predict_next(inputs)  # warm
+    times: list[list[float]] = [[] for _ in engines]
+    for engine in engines:
+        engine.run_predict_next(inputs)  # warm
     for _ in range(calls):
-        for predictor, spent in zip(predictors, times, strict=True):
+        for engine, spent in zip(engines, times, strict=True):
             started = time.perf_counter()
-            predictor.predict_next(inputs)
+            engine.run_predict_next(inputs)
             spent.append(time.perf_counter() - started)
     return [statistics.median(spent) * 1000 for spent in times]
 
@@ -53,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     dtype = pick_dtype(SETTINGS.precision, cpu)
-    predictors = [Predictor(load_bundle(tag, cpu, dtype), cpu) for tag in (args.baseline, args.candidate)]
+    config = EngineConfig(precision=precision_name(dtype))
+    engines = [Engine.inline(tag, config) for tag in (args.baseline, args.candidate)]
     print(f"in process, {args.threads} torch thread(s), {dtype}, medians of interleaved calls")
     print("  batch   baseline ms   candidate ms   cost ratio [<= 1.5]")
     for batch in BATCHES:
-        base, candidate = median_ms(predictors, batch, args.calls if batch == 1 else max(args.calls // 10, 5))
+        base, candidate = median_ms(engines, batch, args.calls if batch == 1 else max(args.calls // 10, 5))
         print(f"  {batch:5d}  {base:12.2f}  {candidate:13.2f}  {candidate / base:10.2f}")
     return 0
 

@@ -1,7 +1,7 @@
 """Word-level accuracy of ``/predict_next`` for any stored models, word- or character-level alike.
 
 Each model answers the same questions through the service's own
-``Predictor.predict_next`` (in process, float32): at sampled places of the
+``Engine.run_predict_next`` (in process, float32): at sampled places of the
 test split, the text of the line so far, as people type it, and the word
 that comes next. Only words of letters and digits are asked, the words both
 kinds of model can name (a word model cannot name one outside its
@@ -17,11 +17,8 @@ import random
 import sys
 import time
 
-import torch
-
-from models.bundle import load_bundle
 from models.tokenizer import Tokenizer
-from service.engine.inference import Predictor
+from service.engine.engine import Engine, EngineConfig
 from service.engine.types import NextWordQuery
 from training.corpus import load_corpus
 from training.download import default_corpus
@@ -44,13 +41,13 @@ def questions(lines: list[str], places: int, seed: int = 0) -> list[tuple[str, s
 
 
 def accuracy(tag: str, asked: list[tuple[str, str]]) -> dict:
-    bundle = load_bundle(tag, torch.device("cpu"))
-    predictor = Predictor(bundle, torch.device("cpu"))
+    engine = Engine.inline(tag, EngineConfig())
+    bundle = engine.bundle
     top1 = top5 = 0
     started = time.perf_counter()
     for start in range(0, len(asked), BATCH):
         chunk = asked[start : start + BATCH]
-        answers = predictor.predict_next([NextWordQuery(text, 5) for text, _ in chunk])
+        answers = engine.run_predict_next([NextWordQuery(text, 5) for text, _ in chunk])
         for (_, word), answer in zip(chunk, answers, strict=True):
             named = [p["token"] for p in answer["predictions"]]  # the corpus's own form, as the words asked
             top1 += named[:1] == [word]

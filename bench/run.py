@@ -28,10 +28,8 @@ import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.launcher import REPO, Server
-from models.bundle import load_bundle
 from models.device import pick_dtype, precision_name
-from service.engine.inference import Predictor
-from service.engine.state_cache import StateCache
+from service.engine.engine import Engine, EngineConfig
 from service.engine.types import NextWordQuery
 from service.settings import SETTINGS
 
@@ -48,22 +46,21 @@ GENERATE_BODY = {
 }
 
 
-def in_process_limit(model_tag: str, dtype: torch.dtype, seconds: float) -> dict[int, float]:
-    """Queries/s of Predictor.predict_next (tokenize -> model -> top-k) by batch size.
+def in_process_limit(model_tag: str, precision: str, seconds: float) -> dict[int, float]:
+    """Queries/s of the engine's predict_next (tokenize -> model -> top-k) by batch size.
 
     On every core: the model's own limit on this machine, not the share of
     the cores the service gives it beside its event loop.
     """
     torch.set_num_threads(os.cpu_count() or 1)
-    cpu = torch.device("cpu")
-    predictor = Predictor(load_bundle(model_tag, cpu, dtype), cpu)
+    engine = Engine.inline(model_tag, EngineConfig(precision=precision))
     results = {}
     for batch in IN_PROCESS_BATCHES:
         inputs = [NextWordQuery(PREFIX, 5)] * batch
-        predictor.predict_next(inputs)
+        engine.run_predict_next(inputs)
         calls, started = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - started) < seconds:
-            predictor.predict_next(inputs)
+            engine.run_predict_next(inputs)
             calls += 1
         results[batch] = calls * batch / elapsed
     return results
@@ -72,14 +69,12 @@ def in_process_limit(model_tag: str, dtype: torch.dtype, seconds: float) -> dict
 class CachedQuery:
     """One batch-1 query whose prefix the state cache holds, as the service serves a repeat, timed in process."""
 
-    def __init__(self, model_tag: str, dtype: torch.dtype) -> None:
-        torch.set_num_threads(SETTINGS.threads_per_worker(spare_loop_core=True))  # as the service's small batches
-        cpu = torch.device("cpu")
-        bundle = load_bundle(model_tag, cpu, dtype)
-        shape = (bundle.config.state_slots, bundle.config.num_layers, bundle.config.hidden_size)
-        self.predictor = Predictor(bundle, cpu, StateCache(64 * 2**20, shape, dtype, cpu))
+    def __init__(self, model_tag: str, precision: str) -> None:
+        threads = SETTINGS.threads_per_worker(spare_loop_core=True)  # as the service's small batches
+        config = EngineConfig(precision=precision, threads=threads, predict_threads=threads, state_cache_mb=64)
+        self.engine = Engine.inline(model_tag, config)
         self.inputs = [NextWordQuery(PREFIX, 5)]
-        self.predictor.predict_next(self.inputs)
+        self.engine.run_predict_next(self.inputs)
 
     def median_ms(self, seconds: float, idle_s: float = 0.0) -> float:
         """Median ms of the query, run back to back, or each after ``idle_s`` idle.
@@ -94,7 +89,7 @@ class CachedQuery:
             if idle_s:
                 time.sleep(idle_s)
             begin = time.perf_counter()
-            self.predictor.predict_next(self.inputs)
+            self.engine.run_predict_next(self.inputs)
             times.append(time.perf_counter() - begin)
         return statistics.median(times) * 1000
 
@@ -229,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": version,
         "duration_s": args.duration,
     }
-    results["in_process_qps"] = in_process_limit(args.model, dtype, min(args.duration, 5))
-    query = CachedQuery(args.model, dtype)
+    results["in_process_qps"] = in_process_limit(args.model, precision, min(args.duration, 5))
+    query = CachedQuery(args.model, precision)
     env = {"NEXTWORD_MODEL": args.model}
 
     def predict(server: Server, clients: int) -> dict:

@@ -1,5 +1,5 @@
 """Typos forgiven: keystroke savings on fresh texts with synthetic typos, with and without
-``correct_typos``, through the service's own ``/predict_next`` code (``Predictor``, in process).
+``correct_typos``, through the service's own ``/predict_next`` code (``Engine.inline``, in process).
 
 A person types each sentence of the test split (``training.fresh_texts.split_texts``) as people
 write it (``Tokenizer.detokenize``), as the typing page does: before each letter of a word they
@@ -33,10 +33,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from models.bundle import load_bundle
 from models.tokenizer import shown
 from models.typos import ADJACENT
-from service.engine.inference import Predictor
+from service.engine.engine import Engine, EngineConfig
 from service.engine.types import NextWordQuery, NextWords
 from training.corpus import load_corpus
 from training.download import default_corpus
@@ -92,11 +91,9 @@ class Tally:
 Typing = Generator[NextWordQuery, NextWords, None]
 
 
-def type_sentence(
-    tokens: list[str], slips: dict[int, Slip], predictor: Predictor, correct: bool, tally: Tally
-) -> Typing:
+def type_sentence(tokens: list[str], slips: dict[int, Slip], engine: Engine, correct: bool, tally: Tally) -> Typing:
     """Type one sentence word by word, yielding each keystroke's /predict_next input and counting."""
-    vocab, tokenizer = predictor.vocab, predictor.tokenizer
+    vocab, tokenizer = engine.vocab, engine.tokenizer
     for i, token in enumerate(tokens):
         before = tokenizer.detokenize(tokens[:i])
         if token not in vocab.index or vocab.index[token] in vocab.special_ids:
@@ -124,7 +121,7 @@ def type_sentence(
             tally.mistyped_open += cost > mistake.shows_at
 
 
-def run(predictor: Predictor, sentences: list[list[str]], slips: list[dict[int, Slip]], correct: bool) -> Tally:
+def run(engine: Engine, sentences: list[list[str]], slips: list[dict[int, Slip]], correct: bool) -> Tally:
     """Type every sentence, ``LANES`` at a time, each keystroke batch in one ``predict_next`` call."""
     tally = Tally()
     waiting = iter(zip(sentences, slips, strict=True))
@@ -133,7 +130,7 @@ def run(predictor: Predictor, sentences: list[list[str]], slips: list[dict[int, 
     def refill() -> None:
         while len(lanes) < LANES:
             for sentence, sentence_slips in waiting:
-                typing = type_sentence(sentence, sentence_slips, predictor, correct, tally)
+                typing = type_sentence(sentence, sentence_slips, engine, correct, tally)
                 first = next(typing, None)
                 if first is not None:
                     lanes.append((typing, first))
@@ -143,7 +140,7 @@ def run(predictor: Predictor, sentences: list[list[str]], slips: list[dict[int, 
 
     refill()
     while lanes:
-        answers = predictor.predict_next([query for _, query in lanes])
+        answers = engine.run_predict_next([query for _, query in lanes])
         going = []
         for (typing, _), answer in zip(lanes, answers, strict=True):
             with contextlib.suppress(StopIteration):  # a sentence typed to its end leaves
@@ -173,8 +170,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", default=None, help="a corpus folder (default: make serve's)")
     args = parser.parse_args()
-    bundle = load_bundle(args.model, torch.device("cpu"), torch.float32)
-    predictor = Predictor(bundle, torch.device("cpu"))
+    engine = Engine.inline(args.model, EngineConfig())
+    bundle = engine.bundle
     corpus = load_corpus(args.corpus or default_corpus())
     sentences = split_texts(corpus.test, bundle.tokenizer, corpus.texts)
     clean: list[dict[int, Slip]] = [{} for _ in sentences]
@@ -184,7 +181,7 @@ def main() -> int:
     print(f"{'text':<8} {'correct_typos':<14} {'savings':>8} {'words':>7} {'mistyped':>9} {'recovered':>10}")
     for name, slips in (("clean", clean), ("typos", mistyped)):
         for correct in (False, True):
-            tally = run(predictor, sentences, slips, correct)
+            tally = run(engine, sentences, slips, correct)
             figures = tally.report()
             recovered = f"{figures['recovered_share']:.1%}" if tally.mistyped else "-"
             print(

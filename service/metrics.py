@@ -2,20 +2,19 @@
 
 BentoML points ``PROMETHEUS_MULTIPROC_DIR`` at a shared folder for its
 workers, so these module-level objects add up across workers on ``/metrics``.
-The service records them around inference, never inside the model code.
+The engine reports its work to an observer (``service.engine.reports``);
+``MetricsObserver`` is the one that records it here, so the engine never
+imports this module.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from service.engine.inference import TokenTally
-    from service.engine.state_cache import StateCache
+from service.engine.reports import BatchReport, CacheReport, Observer, StepSummary, TokenTally
 
 BATCH_SIZE = Histogram(
     "nextword_batch_size",
@@ -165,12 +164,42 @@ def add(counter: Counter, amount: int) -> None:
         counter.inc(amount)
 
 
-def record_cache(cache: StateCache | None) -> None:
-    """Turn the cache's counts since the last call into metrics; call it after each batch or step."""
-    if cache is None:
+def record_cache(report: CacheReport | None) -> None:
+    """The state cache's counts since the last report, and its size now."""
+    if report is None:
         return
-    stats = cache.take_stats()
-    add(STATE_CACHE_HITS, stats.hits)
-    add(STATE_CACHE_MISSES, stats.misses)
-    add(STATE_CACHE_TOKENS_SAVED, stats.tokens_saved)
-    STATE_CACHE_BYTES.set(cache.bytes)
+    add(STATE_CACHE_HITS, report.stats.hits)
+    add(STATE_CACHE_MISSES, report.stats.misses)
+    add(STATE_CACHE_TOKENS_SAVED, report.stats.tokens_saved)
+    STATE_CACHE_BYTES.set(report.bytes)
+
+
+class MetricsObserver(Observer):
+    """The engine's reports as the ``nextword_*`` metrics."""
+
+    def predicted(self, report: BatchReport) -> None:
+        recorded = for_endpoint("predict_next")
+        recorded.record_batch(report.inputs, report.seconds)
+        recorded.record_unknown(report.unknown)
+        record_cache(report.cache)
+        recorded.record_tokens(report.tally)
+
+    def stepped(self, report: StepSummary) -> None:
+        record_cache(report.cache)
+        add(GENERATE_CANCELLED, report.cancelled)
+        add(GENERATE_SHED, report.shed)
+        recorded = for_endpoint("generate")
+        recorded.record_tokens(report.tally)
+        recorded.record_unknown(report.unknown)
+        if report.rows:
+            recorded.record_batch(report.rows, report.seconds)
+        TOKENS_GENERATED.inc(report.generated)
+        GENERATE_ROWS.labels("running").set(report.running)
+        GENERATE_ROWS.labels("queued").set(report.queued)
+        OUTSTANDING_TOKENS.set(report.outstanding_tokens)
+
+    def scored(self, tally: TokenTally) -> None:
+        for_endpoint("score").record_tokens(tally)
+
+    def rejected(self) -> None:
+        GENERATE_REJECTED.inc()

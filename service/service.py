@@ -5,40 +5,34 @@ Each worker loads ``NEXTWORD_MODEL`` from the BentoML store once, serves a
 few warm-up batches, measures its decode rate, and only then reports ready
 on ``/readyz``.
 
-This file wires the two layers together with the settings: the HTTP edge
-(``service.http``: request models, errors, middleware, the direct route,
-streaming) and the engine (``service.engine``: /predict_next's batcher,
-/generate's scheduler, the model thread, inference, the state cache).
+This file starts the engine (``service.engine.engine.Engine``: the model
+thread, /predict_next's batcher, /generate's scheduler, inference, the state
+cache) with the settings, its reports recorded as metrics
+(``service.metrics``), behind the HTTP edge (``service.http``: request
+models, errors, middleware, the direct route, streaming).
 ``docs/architecture.md`` draws the data flow.
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import NoReturn
 
 import bentoml
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from models.bundle import check_entry
-from models.device import pick_device, precision_name
+from models.device import precision_name
 from service import metrics
-from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
-from service.engine.inference import load_predictor
-from service.engine.job import Overloaded, Shed
-from service.engine.model_thread import GIL_SWITCH_INTERVAL_S, ModelThread
-from service.engine.scheduler import Scheduler, SchedulerConfig
-from service.engine.threads import TorchThreads
-from service.engine.types import NextWordQuery
+from service.engine.engine import Engine
+from service.engine.types import Overloaded
+from service.http.http_errors import overloaded
 from service.http.http_stack import (
     OPENAI,
     answer_directly,
@@ -63,6 +57,7 @@ from service.http.schemas import (
     generate_output,
 )
 from service.http.streaming import sse_events
+from service.metrics import MetricsObserver
 from service.serve import mark_failed_start, store_home
 from service.settings import SETTINGS
 
@@ -105,75 +100,39 @@ class NextWord:
 
     def __init__(self) -> None:
         self.ready = False
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        device = pick_device(SETTINGS.device)
-        self.threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
-        # Every torch call, loading and warm-up included, runs on the model thread.
-        # OpenMP keeps a thread team per calling thread, and torch.set_num_threads
-        # only sets the caller's: a second team (from loading on the main thread,
-        # say) leaves more OpenMP threads than cores, and libgomp then sleeps at
-        # every barrier instead of spinning, and a batch of 128 ran 1.5 times as long
-        # instead of 8 once any second thread had run torch with two threads (docs/benchmarks.md).
-        # The one exception, a lone one-input request while this thread is idle
-        # (service.engine.batcher), runs on the loop's thread with one torch thread: no team.
-        model_thread = ModelThread()
         try:
-            self.predictor = model_thread.submit(
-                load_predictor,
-                self.stored_model,
-                device,
-                SETTINGS.precision,
-                SETTINGS.state_cache_mb,
-                self.threads,
-                SETTINGS.blocklist,
-            ).result()
+            # Each batch's answers become response models on the model thread, not the busy event loop.
+            self.engine = Engine.start(
+                self.stored_model, SETTINGS.engine_config(), MetricsObserver(), NEXT_WORD_OUTPUTS.validate_python
+            )
         except Exception as error:  # a corrupt or incompatible store entry: no worker could ever serve it
             first_line = (str(error).strip().splitlines() or [""])[0]
             stop_server(
                 f"cannot load model {self.stored_model.tag} from {self.stored_model.path}: "
                 f"{type(error).__name__}: {first_line}"
             )
-        self.scheduler = Scheduler(
-            self.predictor,
-            model_thread,
-            SchedulerConfig(
-                policy=SETTINGS.generate_batching,
-                max_rows=SETTINGS.max_batch_size,
-                timeout_s=SETTINGS.timeout_s,
-                max_queued_tokens=SETTINGS.max_queued_tokens,
-            ),
-            threads_for=self.threads.for_generate,
-        )
-        model_thread.submit(self.scheduler.calibrate).result()
-        # Startup leaves some 200,000 long-lived objects (torch, BentoML, the
-        # model, the vocabulary) that every full garbage collection would walk
-        # again while serving (docs/benchmarks.md has the gain).
-        gc.freeze()
-        merge = SETTINGS.batching == "on"
-        self.predict_batcher = MicroBatcher(
-            self._predict_batch, model_thread, SETTINGS.max_batch_size, merge, run_here_up_to=RUN_HERE_UP_TO
-        )
-        bundle = self.predictor.bundle
+        bundle = self.engine.bundle
         precision = precision_name(bundle.dtype)
-        metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, device.type, precision).set(1)
+        metrics.MODEL_INFO.labels(str(bundle.tag), bundle.config.architecture, self.engine.device.type, precision).set(
+            1
+        )
         metrics.show_every_series()
         logger.info(
             "loaded %s (%s) on %s in %s; /predict_next batching %s, /generate batching %s at %.0f tokens/s, "
             "state cache %d MiB",
             bundle.tag,
             bundle.config.architecture,
-            device,
+            self.engine.device,
             precision,
             SETTINGS.batching,
             SETTINGS.generate_batching,
-            self.scheduler.rate,
+            self.engine.stats().decode_rate,
             SETTINGS.state_cache_mb,
         )
         answer_directly(self.answer_predict_next, self.answer_generate)
         OPENAI.serve(
             Served(
-                self.predictor,
-                self.scheduler,
+                self.engine,
                 model_id=str(bundle.tag),
                 names=frozenset({str(bundle.tag), bundle.tag.name, MODEL_TAG}),
                 created=int(self.stored_model.info.creation_time.timestamp()),
@@ -189,12 +148,12 @@ class NextWord:
     async def predict_next(self, inputs: NextWordBatch) -> NextWordResults:
         """Top-k next words, with probabilities, for each text prefix."""
         if SETTINGS.batching == "adaptive":  # BentoML's batching splits this list among the requests
-            return await self.predict_batcher.submit([item.query() for item in inputs])
+            return await self.engine.predict_next([item.query() for item in inputs])
         return await self.answer_predict_next(inputs)
 
     async def answer_predict_next(self, inputs: list[NextWordInput]) -> Response:
         """/predict_next's answer, by BentoML's route or the direct one."""
-        return next_word_response(await self.predict_batcher.submit([item.query() for item in inputs]))
+        return next_word_response(await self.engine.predict_next([item.query() for item in inputs]))
 
     @bentoml.api(input_spec=GenerateRequest)
     async def generate(self, inputs: GenerateBatch) -> GenerateResults:
@@ -204,37 +163,26 @@ class NextWord:
     async def answer_generate(self, inputs: list[GenerateInput]) -> Response:
         """/generate's answer, by BentoML's route or the direct one: the continuations, or 429."""
         try:
-            generations = await self.scheduler.generate([item.request() for item in inputs])
+            generations = await self.engine.generate([item.request() for item in inputs])
         except Overloaded as error:
-            return JSONResponse(overloaded_body(error), status_code=429, headers=retry_after(error))
+            body, headers = overloaded("/generate", error)
+            return Response(body, status_code=429, media_type="application/json", headers=headers)
         return generate_response([generate_output(generation) for generation in generations])
 
     @bentoml.api(input_spec=GenerateStreamRequest)
     async def generate_stream(self, inputs: GenerateStreamBatch, ctx: bentoml.Context) -> AsyncGenerator[str, None]:
         """Continue one prompt, streaming each token as a Server-Sent Event, then a final event."""
         try:
-            job = self.scheduler.submit([item.request() for item in inputs], stream=True)
+            job = self.engine.stream([item.request() for item in inputs])
         except Overloaded as error:
             # BentoML reads the status and headers after the first chunk, so the refusal is a plain 429.
+            body, headers = overloaded("/generate_stream", error)
             ctx.response.status_code = 429
-            ctx.response.metadata.update({"content-type": "application/json", **retry_after(error)})
-            yield json.dumps(overloaded_body(error))
+            ctx.response.metadata.update({"content-type": "application/json", **headers})
+            yield body.decode()
             return
-        async for event in sse_events(job, self.predictor):
+        async for event in sse_events(job, self.engine):
             yield event
-
-    def _predict_batch(self, queries: list[NextWordQuery]) -> NextWordResults:
-        """One /predict_next batch, on the model thread: run, measured, and built into response models."""
-        self.threads.use_for(len(queries), spare_loop_core=True)
-        started = time.perf_counter()
-        answers = self.predictor.predict_next(queries)
-        recorded = metrics.for_endpoint("predict_next")
-        recorded.record_batch(len(queries), time.perf_counter() - started)
-        recorded.record_unknown(sum(answer["unknown"] for answer in answers))
-        metrics.record_cache(self.predictor.cache)
-        recorded.record_tokens(self.predictor.take_tally())
-        # One pydantic-core call for the batch, here on the model thread rather than the busy event loop.
-        return NEXT_WORD_OUTPUTS.validate_python(answers)
 
 
 def stop_server(message: str) -> NoReturn:
@@ -250,15 +198,6 @@ def stop_server(message: str) -> NoReturn:
     mark_failed_start(message)  # service.serve (make serve) then exits with status 3
     os.kill(os.getppid(), signal.SIGTERM)
     os._exit(3)
-
-
-def overloaded_body(error: Overloaded) -> dict:
-    kind = "shed" if isinstance(error, Shed) else "overloaded"  # refused from the queue, or at once
-    return {"error": str(error), "detail": [{"loc": ["inputs"], "msg": str(error), "type": kind}]}
-
-
-def retry_after(error: Overloaded) -> dict[str, str]:
-    return {"retry-after": str(error.retry_after_s)}
 
 
 DEMO_PAGE = Path(__file__).parent / "demo"  # the typing page: static files, served at /demo/

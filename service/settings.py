@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.device import DEVICE_CHOICES, PRECISION_CHOICES
+from service.engine.engine import EngineConfig
 from service.engine.types import BatchingPolicy
 
 BATCHING_MODES = ("on", "adaptive", "off")
@@ -215,6 +216,22 @@ class Settings:
             tracing_sample_rate=share("NEXTWORD_TRACING_SAMPLE_RATE"),
             api_key=api_key(),
             blocklist=blocklist(),
+        )
+
+    def engine_config(self) -> EngineConfig:
+        """How each worker's engine runs its model."""
+        return EngineConfig(
+            device=self.device,
+            precision=self.precision,
+            threads=self.threads_per_worker(),
+            predict_threads=self.threads_per_worker(spare_loop_core=True),
+            state_cache_mb=self.state_cache_mb,
+            blocklist=self.blocklist,
+            merge_requests=self.batching == "on",
+            max_batch_size=self.max_batch_size,
+            generate_batching=self.generate_batching,
+            timeout_s=self.timeout_s,
+            max_queued_tokens=self.max_queued_tokens,
         )
 
     def service_config(self) -> dict:

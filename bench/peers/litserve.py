@@ -17,14 +17,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-import bentoml
 import litserve as ls
 import torch
 
 from bench.peers import run_merged
-from service.engine.inference import Predictor, load_predictor
-from service.engine.threads import TorchThreads
+from service.engine.engine import Engine
 from service.engine.types import GenerationRequest, NextWordQuery
 from service.http.schemas import NEXT_WORD_OUTPUTS, GenerateRequest, PredictRequest, generate_output
 from service.settings import SETTINGS
@@ -36,15 +35,11 @@ class NextWordAPI(ls.LitAPI):
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=api_path)
         self.model_tag = model_tag
-        self.predictor: Predictor | None = None
+        self.engine: Engine | None = None
 
     def setup(self, device: str) -> None:
-        threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
-        stored = bentoml.models.get(self.model_tag)
-        self.predictor = load_predictor(
-            stored, torch.device(device), SETTINGS.precision, SETTINGS.state_cache_mb, threads
-        )
-        torch.set_num_threads(threads.large_predict_batch)  # as the service's /predict_next
+        # On LitServe's inference thread, which runs every batch: threads as the service's /predict_next.
+        self.engine = Engine.inline(self.model_tag, replace(SETTINGS.engine_config(), device=device.split(":")[0]))
 
     def decode_request(self, request: dict) -> list[NextWordQuery]:
         return [item.query() for item in PredictRequest.model_validate(request).inputs]
@@ -54,8 +49,8 @@ class NextWordAPI(ls.LitAPI):
 
     def predict(self, requests: list[list[NextWordQuery]] | list[NextWordQuery]) -> list:
         if self.max_batch_size == 1:  # unbatched: one request's inputs
-            return NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(requests))
-        return run_merged(requests, lambda flat: NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(flat)))
+            return NEXT_WORD_OUTPUTS.validate_python(self.engine.run_predict_next(requests))
+        return run_merged(requests, lambda flat: NEXT_WORD_OUTPUTS.validate_python(self.engine.run_predict_next(flat)))
 
     def unbatch(self, output: list) -> list:
         return output
@@ -72,8 +67,8 @@ class GenerateAPI(NextWordAPI):
 
     def predict(self, requests: list) -> list:  # type: ignore[override]
         if self.max_batch_size == 1:
-            return [generate_output(g) for g in self.predictor.generate(requests)]
-        return run_merged(requests, lambda flat: [generate_output(g) for g in self.predictor.generate(flat)])
+            return [generate_output(g) for g in self.engine.run_generate(requests)]
+        return run_merged(requests, lambda flat: [generate_output(g) for g in self.engine.run_generate(flat)])
 
 
 def main() -> None:

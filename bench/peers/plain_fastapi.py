@@ -1,11 +1,13 @@
 """The same model behind a plain FastAPI + uvicorn app, with the project's own micro-batcher.
 
-What the service would be without BentoML: the same ``Predictor`` (state
-cache included), the same greedy ``MicroBatcher`` on one model thread (a lone request on the loop's), the
-same request and response bodies, the same process settings (the GIL switch interval, the
-start-up's objects frozen out of the garbage collector's reach), uvicorn with uvloop and httptools. It
-answers ``POST /predict_next`` and ``POST /generate``, the latter batched by
-request (each batch decoded to its end: no continuous batching).
+What the service would be without BentoML: the same ``Engine``, started as
+the service starts it (its state cache, its greedy micro-batcher on one model
+thread, a lone request on the loop's, the GIL switch interval, the start-up's
+objects frozen out of the garbage collector's reach), the same request and
+response bodies, uvicorn with uvloop and httptools. It answers
+``POST /predict_next`` and ``POST /generate``, the latter batched by request
+on the engine's model thread (each batch decoded to its end: no continuous
+batching).
 
 Usage::
 
@@ -15,20 +17,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
-import sys
 
-import bentoml
 import torch
 import uvicorn
 from fastapi import FastAPI
 
-from models.device import pick_device
-from service.engine.batcher import RUN_HERE_UP_TO, MicroBatcher
-from service.engine.inference import load_predictor
-from service.engine.model_thread import GIL_SWITCH_INTERVAL_S, ModelThread
-from service.engine.threads import TorchThreads
-from service.engine.types import GenerationRequest, NextWordQuery
+from service.engine.engine import Engine
+from service.engine.types import GenerationRequest
 from service.http.schemas import (
     NEXT_WORD_OUTPUTS,
     GenerateOutput,
@@ -41,25 +36,15 @@ from service.settings import SETTINGS
 
 
 def create_app(model_tag: str) -> FastAPI:
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    model_thread = ModelThread("peer-model")
-    device = pick_device(SETTINGS.device)
-    threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
-    stored = bentoml.models.get(model_tag)
-    predictor = model_thread.submit(
-        load_predictor, stored, device, SETTINGS.precision, SETTINGS.state_cache_mb, threads
-    ).result()
-    model_thread.submit(torch.set_num_threads, threads.large_predict_batch).result()
+    # The service's engine: one model thread, the micro-batcher, the GIL switch interval, gc.freeze.
+    engine = Engine.start(model_tag, SETTINGS.engine_config(), shape=NEXT_WORD_OUTPUTS.validate_python)
     torch.set_num_threads(1)  # this thread's own, for the lone requests it runs: it will run the event loop
 
-    def answer(queries: list[NextWordQuery]) -> list[NextWordOutput]:
-        return NEXT_WORD_OUTPUTS.validate_python(predictor.predict_next(queries))
-
     def generate(requests: list[GenerationRequest]) -> list[GenerateOutput]:
-        return [generate_output(generation) for generation in predictor.generate(requests)]
+        return [generate_output(generation) for generation in engine.run_generate(requests)]
 
-    batcher = MicroBatcher(answer, model_thread, SETTINGS.max_batch_size, run_here_up_to=RUN_HERE_UP_TO)
-    generation_batcher = MicroBatcher(generate, model_thread, SETTINGS.max_batch_size)
+    # Generation batched by request on the engine's model thread: no continuous batching.
+    generation_batcher = engine.batcher_for(generate)
     app = FastAPI()
 
     @app.post("/generate")
@@ -68,13 +53,12 @@ def create_app(model_tag: str) -> FastAPI:
 
     @app.post("/predict_next")
     async def predict_next(request: PredictRequest) -> list[NextWordOutput]:
-        return await batcher.submit([item.query() for item in request.inputs])
+        return await engine.predict_next([item.query() for item in request.inputs])
 
     @app.get("/readyz")
     async def ready() -> str:
         return "ok"
 
-    gc.freeze()  # as the service does after start-up: full collections no longer walk torch and the model
     return app
 
 

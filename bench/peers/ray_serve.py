@@ -23,10 +23,9 @@ import asyncio
 import os
 import signal
 import threading
+from dataclasses import replace
 
-import bentoml
 import ray
-import torch
 from pydantic import TypeAdapter
 from ray import serve
 from starlette.requests import Request
@@ -34,8 +33,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from bench.launcher import REPO
 from bench.peers import run_merged
-from service.engine.inference import load_predictor
-from service.engine.threads import TorchThreads
+from service.engine.engine import Engine
 from service.engine.types import GenerationRequest, NextWordQuery
 from service.http.schemas import NEXT_WORD_OUTPUTS, GenerateOutput, GenerateRequest, PredictRequest, generate_output
 from service.settings import SETTINGS
@@ -48,17 +46,13 @@ def deployment(model_tag: str, max_batch_size: int, batch_wait_s: float) -> serv
     @serve.deployment(num_replicas=1, max_ongoing_requests=MAX_ONGOING_REQUESTS)
     class NextWord:
         def __init__(self) -> None:
-            threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
-            stored = bentoml.models.get(model_tag)
-            self.predictor = load_predictor(
-                stored, torch.device("cpu"), SETTINGS.precision, SETTINGS.state_cache_mb, threads
-            )
-            torch.set_num_threads(threads.large_predict_batch)  # as the service's /predict_next
+            # Loaded on the replica's thread; threads as the service's /predict_next.
+            self.engine = Engine.inline(model_tag, replace(SETTINGS.engine_config(), device="cpu"))
             self.lock = threading.Lock()  # one batch at a time on the model, as every peer
 
         def run(self, flat: list[NextWordQuery]) -> list:
             with self.lock:
-                return NEXT_WORD_OUTPUTS.validate_python(self.predictor.predict_next(flat))
+                return NEXT_WORD_OUTPUTS.validate_python(self.engine.run_predict_next(flat))
 
         @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_s)
         async def predict(self, requests: list[list[NextWordQuery]]) -> list[bytes]:
@@ -67,7 +61,7 @@ def deployment(model_tag: str, max_batch_size: int, batch_wait_s: float) -> serv
 
         def run_generation(self, flat: list[GenerationRequest]) -> list:
             with self.lock:
-                return [generate_output(generation) for generation in self.predictor.generate(flat)]
+                return [generate_output(generation) for generation in self.engine.run_generate(flat)]
 
         @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_s)
         async def generate(self, requests: list[list[GenerationRequest]]) -> list[bytes]:

@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
-import bentoml
 import numpy as np
-import torch
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
 from bench.launcher import free_port
-from service.engine.inference import load_predictor
-from service.engine.threads import TorchThreads
+from service.engine.engine import Engine
 from service.engine.types import GenerationRequest, NextWordQuery
 from service.http.schemas import generate_output
 from service.settings import SETTINGS
@@ -47,11 +45,7 @@ GENERATE_MODEL_NAME = "nextword_generate"
 
 
 def infer_function(model_tag: str):
-    threads = TorchThreads(SETTINGS.threads_per_worker(), SETTINGS.threads_per_worker(spare_loop_core=True))
-    predictor = load_predictor(
-        bentoml.models.get(model_tag), torch.device("cpu"), SETTINGS.precision, SETTINGS.state_cache_mb, threads
-    )
-    torch.set_num_threads(threads.large_predict_batch)  # as the service's /predict_next
+    engine = Engine.inline(model_tag, replace(SETTINGS.engine_config(), device="cpu"))  # threads as /predict_next's
 
     @batch
     def infer(text: np.ndarray, top_k: np.ndarray, complete: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,20 +53,20 @@ def infer_function(model_tag: str):
             NextWordQuery(t[0].decode("utf-8"), int(k[0]), bool(c[0]))
             for t, k, c in zip(text, top_k, complete, strict=True)
         ]
-        answers = predictor.predict_next(queries)
+        answers = engine.run_predict_next(queries)
         return {"answer": np.array([[json.dumps(a).encode()] for a in answers], dtype=np.object_)}
 
-    return infer, predictor
+    return infer, engine
 
 
-def generate_function(predictor):
+def generate_function(engine: Engine):
     @batch
     def generate(prompt: np.ndarray, max_new_tokens: np.ndarray, temperature: np.ndarray) -> dict[str, np.ndarray]:
         requests = [
             GenerationRequest(p[0].decode("utf-8"), int(n[0]), float(t[0]))
             for p, n, t in zip(prompt, max_new_tokens, temperature, strict=True)
         ]
-        answers = [generate_output(g).model_dump_json().encode() for g in predictor.generate(requests)]
+        answers = [generate_output(g).model_dump_json().encode() for g in engine.run_generate(requests)]
         return {"answer": np.array([[answer] for answer in answers], dtype=np.object_)}
 
     return generate
@@ -88,7 +82,7 @@ def main() -> None:
     config = TritonConfig(
         http_address="127.0.0.1", http_port=args.port, grpc_port=free_port(), metrics_port=free_port()
     )
-    infer, predictor = infer_function(args.model)
+    infer, engine = infer_function(args.model)
     batching = ModelConfig(
         max_batch_size=args.max_batch_size,
         batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us),
@@ -96,7 +90,7 @@ def main() -> None:
     with Triton(config=config) as triton:
         triton.bind(
             model_name=GENERATE_MODEL_NAME,
-            infer_func=generate_function(predictor),
+            infer_func=generate_function(engine),
             inputs=[
                 Tensor(name="prompt", dtype=bytes, shape=(1,)),
                 Tensor(name="max_new_tokens", dtype=np.int32, shape=(1,)),

@@ -26,8 +26,7 @@ cached prefix and only the rest of it runs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import bentoml
 import torch
@@ -41,6 +40,8 @@ from models.tokenizer import IN_WORD_SEPARATORS, cased, is_in_word_separator, sh
 from models.top_k import top_k
 from models.word_search import WordSearch, fragment_of, phase_after
 from service.engine.blocklist import Blocklist
+from service.engine.reports import TokenTally
+from service.engine.request import Encoded, Row
 from service.engine.sampling import SamplingBatch, choose_next, draw_uniforms, row_generator
 from service.engine.state_cache import StateCache
 from service.engine.threads import TorchThreads
@@ -54,35 +55,11 @@ from service.engine.types import (
     TokenLogprob,
 )
 
-if TYPE_CHECKING:
-    from service.engine.scheduler import Job
-
 # Scoring a prompt decodes (rows x positions) distributions of the whole vocabulary at once;
 # this many at a time bounds that memory (at 17k words about 70 MB in float32).
 SCORED_POSITIONS_AT_ONCE = 1024
 # A character-level model's search finds at most this many words more than asked, to drop the blocked ones.
 CHARACTER_SEARCH_SPARE = 100
-
-
-@dataclass
-class TokenTally:
-    """Prompt and prefix tokens since the last ``Predictor.take_tally()``: read, and run through the model.
-
-    ``read - run`` were served from the state cache. Ids count as the model
-    reads them, each text's leading line break included.
-    """
-
-    read: int = 0
-    run: int = 0
-
-
-@dataclass
-class Encoded:
-    """A text as ids, with the line break ``<eos>`` first."""
-
-    ids: list[int]
-    tokens: int  # without the leading <eos>
-    unknown: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,28 +78,6 @@ class Prefix:
 def joined(spans: list[tuple[int, int]], first: int, last: int) -> bool:
     """Tokens ``first`` to ``last`` lie side by side in the text, with no white space between them."""
     return all(spans[i][1] == spans[i + 1][0] for i in range(first, last))
-
-
-@dataclass(eq=False)
-class Row:
-    """One generation request while it is queued or being decoded."""
-
-    input: GenerationRequest
-    prompt: Encoded
-    stops: list[list[int]]  # each stop sequence as ids
-    generator: torch.Generator  # the row's own seeded draws
-    ids: list[int] = field(default_factory=list)  # generated so far
-    finish_reason: FinishReason | None = None  # set when the row ends
-    stop_tokens: int = 0  # with finish_reason STOP: the length of the stop sequence it generated
-    logprobs: list[TokenLogprob] = field(default_factory=list)  # per generated token, when the input asks
-    cancelled: bool = False  # set from outside (a timeout, a disconnect): leave at the next step
-    job: Job | None = None  # the scheduler's handle on the request this row belongs to
-    truncated: bool = False  # the prompt's tokens before its last ``truncate`` ones were left out
-
-    @property
-    def tokens_left(self) -> int:
-        """Tokens it may still generate: the work it holds in the scheduler's admission count."""
-        return self.input.max_new_tokens - len(self.ids)
 
 
 @dataclass

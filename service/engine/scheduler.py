@@ -53,11 +53,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from service import metrics
-from service.engine.inference import DecodeBatch, Predictor, Row, TokenTally
-from service.engine.job import Job, Overloaded, Shed
+from service.engine.inference import DecodeBatch, Predictor
+from service.engine.reports import CacheReport, Observer, StepSummary, TokenTally
+from service.engine.request import Job, Row
 from service.engine.shedding import SHED_EVERY_S, Late, late_rows
-from service.engine.types import BatchingPolicy, Generation, GenerationRequest, TokenLogprob
+from service.engine.types import BatchingPolicy, Generation, GenerationRequest, Overloaded, Shed, TokenLogprob
 
 LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
 # Share of the timeout that admitted work may fill at the measured rate. The rest is room for
@@ -117,6 +117,7 @@ class StepReport:
     queued: int = 0  # rows waiting after it
     seconds: float = 0.0  # on the model thread
     tally: TokenTally = field(default_factory=TokenTally)  # prompt tokens read and run in this step
+    cache: CacheReport | None = None  # the state cache's counts during this step
     last: bool = False  # no work was left: the engine went idle after this step
 
 
@@ -129,8 +130,10 @@ class Scheduler:
         executor: Executor,
         config: SchedulerConfig,
         threads_for: Callable[[int], None] = lambda rows: None,
+        observer: Observer | None = None,
     ) -> None:
         self.predictor = predictor
+        self.observer = observer or Observer()
         self.executor = executor
         self.config = config
         self.threads_for = threads_for  # sets torch's threads for a step of that many rows
@@ -154,7 +157,7 @@ class Scheduler:
         bound = self.token_bound()
         if self.outstanding_tokens and self.outstanding_tokens + asked > bound:
             excess = self.outstanding_tokens + asked - bound
-            metrics.GENERATE_REJECTED.inc()
+            self.observer.rejected()
             raise Overloaded(self.outstanding_tokens, asked, bound, max(1, math.ceil(excess / (self.rate or 1.0))))
         # A stream's 200 goes out before its first token, so only whole answers are shed from the queue.
         deadline = None if stream else time.monotonic() + self.config.timeout_s
@@ -198,12 +201,13 @@ class Scheduler:
         """Hand a step's tokens to their requests (on the event loop, in step order)."""
         if report.error is not None:
             self._fail(report.failed, report.error)
+        shed = 0
         for late in report.shed:  # before their rows leave, which would answer the job as finished
             job = late.row.job
             if job is not None and not job.done.done():
                 waited = time.monotonic() - job.submitted
                 job.finish(Shed(waited, self.config.timeout_s, max(1, math.ceil(late.retry_after_s))))
-                metrics.GENERATE_SHED.inc()
+                shed += 1
         generated = 0
         finished = {id(row) for row in report.finished}
         for row, token in report.emitted:
@@ -217,34 +221,40 @@ class Scheduler:
                 self._leave(row)
         for row in report.left:
             self._leave(row)
-            metrics.GENERATE_CANCELLED.inc()
-        recorded = metrics.for_endpoint("generate")
-        recorded.record_tokens(report.tally)
-        recorded.record_unknown(sum(row.prompt.unknown for row in report.joined))
-        if report.rows:
-            recorded.record_batch(report.rows, report.seconds)
-        metrics.TOKENS_GENERATED.inc(generated)
-        metrics.GENERATE_ROWS.labels("running").set(report.running)
-        metrics.GENERATE_ROWS.labels("queued").set(report.queued)
-        metrics.OUTSTANDING_TOKENS.set(self.outstanding_tokens)
+        self.observer.stepped(
+            StepSummary(
+                rows=report.rows,
+                seconds=report.seconds,
+                tally=report.tally,
+                unknown=sum(row.prompt.unknown for row in report.joined),
+                generated=generated,
+                cancelled=len(report.left),
+                shed=shed,
+                running=report.running,
+                queued=report.queued,
+                outstanding_tokens=self.outstanding_tokens,
+                cache=report.cache,
+            )
+        )
         if report.last:
             asyncio.get_running_loop().call_later(IDLE_TRIM_S, self._trim_if_idle)
 
-    def _leave(self, row: Row) -> None:
+    def _leave(self, row: Row, error: Exception | None = None) -> None:
+        """A row is done with: its unfinished tokens leave the admission count, and its request is
+        answered once its last row is done (at once, with ``error``, when a step failed)."""
         job, row.job = row.job, None  # no Job <-> Row cycle left for the garbage collector
         self.outstanding_tokens -= row.tokens_left
         job.unfinished -= 1
-        if job.unfinished == 0:
+        if error is not None:
+            job.cancel()  # its other rows, if any, leave at the next step
+            job.finish(error)
+        elif job.unfinished == 0:
             job.finish()
 
     def _fail(self, rows: list[Row], error: Exception) -> None:
         """A step raised: answer the requests of its failed rows with the error."""
         for row in rows:
-            job, row.job = row.job, None
-            self.outstanding_tokens -= row.tokens_left
-            job.unfinished -= 1
-            job.cancel()  # its other rows, if any, leave at the next step
-            job.finish(error)
+            self._leave(row, error)
 
     # -- on the model thread -------------------------------------------------------------------
 
@@ -304,7 +314,7 @@ class Scheduler:
             report.finished = [row for row, _ in report.emitted if row.finish_reason is not None]
             if not self.batch.rows:
                 self.batch = None
-        metrics.record_cache(self.predictor.cache)
+        report.cache = CacheReport.of(self.predictor.cache)
         report.tally = self.predictor.take_tally()
         report.seconds = time.perf_counter() - started
         return report
@@ -345,7 +355,7 @@ class Scheduler:
     def _score(self, rows: list[list[int]], top: int) -> list[list[TokenLogprob | None]]:
         self.threads_for(self.config.max_rows)  # a prompt's positions are scored as one large batch
         scored = self.predictor.score(rows, top)
-        metrics.for_endpoint("score").record_tokens(self.predictor.take_tally())
+        self.observer.scored(self.predictor.take_tally())
         return scored
 
     def calibrate(self, seconds: float = 0.3) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from service.engine.inference import Row
+from service.engine.request import Row
 
 SHED_EVERY_S = 0.25  # at most this often: a scan costs a pass over the queue
 

@@ -1,4 +1,4 @@
-"""The engine's own types: what the edge hands it, what it hands back, and its policies.
+"""The engine's own types: what the edge hands it, what it hands back, its policies and its refusals.
 
 The HTTP edge (``service.http``) turns its pydantic request models into
 these and these into its responses, so the engine never sees the wire format
@@ -109,3 +109,27 @@ class Generation:
     # One per generated token when the request asked, and one more for the end of the text (EOS).
     logprobs: tuple[TokenLogprob, ...] | None = None
     truncated: bool = False  # prompt tokens before the last ``truncate`` ones were left out
+
+
+class Overloaded(Exception):
+    """More work is queued than can finish within the timeout; try again after ``retry_after_s``."""
+
+    def __init__(self, outstanding: int, asked: int, bound: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"the server is at capacity: {outstanding} tokens are queued or running, and {asked} more "
+            f"would pass the {bound} it can finish within the request timeout; retry after {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+class Shed(Overloaded):
+    """Admitted, but the queue moved too slowly for it to finish by its deadline; refused from the queue."""
+
+    def __init__(self, waited_s: float, timeout_s: float, retry_after_s: int) -> None:
+        Exception.__init__(
+            self,
+            f"the server is at capacity: after {waited_s:.1f} s in the queue this request could no longer "
+            f"finish within the {timeout_s:g} s request timeout at the recent decode rate; "
+            f"retry after {retry_after_s} s",
+        )
+        self.retry_after_s = retry_after_s

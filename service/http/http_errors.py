@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from service.engine.types import Overloaded, Shed
+
 Scope = dict[str, Any]
 JSON = "application/json"
 OPENAI_PREFIX = "/v1/"  # errors under it are in OpenAI's shape
@@ -57,6 +59,16 @@ def error_body_for(path: str, status: int, message: str, loc: list[str | int] | 
     if is_openai_path(path):
         return openai_error_body(status, message, param_of(loc), kind or None)
     return error_body(message, loc, kind)
+
+
+def overloaded(path: str, error: Overloaded) -> tuple[bytes, dict[str, str]]:
+    """The 429 answer to a refused generation in the shape of the route at ``path``, and its
+    ``Retry-After`` header: when the queued work should have drained enough to admit it."""
+    headers = {"retry-after": str(error.retry_after_s)}
+    if is_openai_path(path):
+        return openai_error_body(429, str(error), None, "rate_limit_exceeded"), headers
+    kind = "shed" if isinstance(error, Shed) else "overloaded"  # refused from the queue, or at once
+    return error_body(str(error), ["inputs"], kind), headers
 
 
 def param_of(loc: list[str | int] | None) -> str | None:

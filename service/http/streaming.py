@@ -2,8 +2,8 @@
 
 Usage::
 
-    job = scheduler.submit([item], stream=True)  # before the response starts, so 429 is still possible
-    return StreamingResponse(sse_events(job, predictor), media_type="text/event-stream")
+    job = engine.stream([item])  # before the response starts, so 429 is still possible
+    return StreamingResponse(sse_events(job, engine), media_type="text/event-stream")
 
 Each event is one ``data: <json>`` line and a blank line::
 
@@ -23,8 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from service.engine.inference import Predictor
-from service.engine.job import Job
+from service.engine.engine import Engine, Job
 from service.http.schemas import generate_output
 
 
@@ -32,16 +31,16 @@ def event(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def sse_events(job: Job, predictor: Predictor) -> AsyncIterator[str]:
+async def sse_events(job: Job, engine: Engine) -> AsyncIterator[str]:
     """The job's tokens as SSE events, then one final event; frees the row however the stream ends."""
     (row,) = job.rows
-    joiner = predictor.tokenizer.detokenizer(after=row.input.prompt)
-    words = predictor.vocab.words
+    joiner = engine.tokenizer.detokenizer(after=row.input.prompt)
+    words = engine.vocab.words
     try:
         async for _row, token in job.tokens():
             if token is not None:
                 yield event({"token": words[token], "text": joiner.piece(words[token])})
-        final = generate_output(predictor.output(row)).model_dump()
+        final = generate_output(engine.output(row)).model_dump()
         yield event(final | {"generated_tokens": len(row.ids)})
     except Exception as error:  # the engine failed: say so in the stream, whose status is already sent
         yield event({"error": f"generation failed: {type(error).__name__}"})

@@ -36,9 +36,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 
 from models.tokenizer import Detokenizer
-from service.engine.inference import Predictor, Row
-from service.engine.job import Overloaded
-from service.engine.scheduler import Scheduler
+from service.engine.engine import Engine, Row
 from service.engine.types import FinishReason, Generation, GenerationRequest, TokenLogprob
 from service.http.openai.schemas import DEFAULT_MAX_TOKENS, CompletionRequest
 from service.settings import SETTINGS
@@ -60,8 +58,7 @@ class CompletionError(Exception):
 class Served:
     """What the /v1 routes serve: the worker's engine and the model's card."""
 
-    predictor: Predictor
-    scheduler: Scheduler
+    engine: Engine
     model_id: str  # the store tag
     names: frozenset[str]  # what a request's ``model`` may say
     created: int  # the model's creation time, Unix seconds
@@ -137,12 +134,12 @@ class CompletionPlan:
             )
             raise CompletionError(400, message, "n", "too_many_choices")
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
-        vocabulary = len(served.predictor.vocab)
+        vocabulary = len(served.engine.vocab)
         for prompt in prompts:
             if isinstance(prompt, list) and max(prompt) >= vocabulary:
                 message = f"token id {max(prompt)} is outside the vocabulary of {vocabulary} tokens"
                 raise CompletionError(400, message, "prompt", "invalid_token_id")
-        read = [read_prompt(served.predictor, p, request.truncate_prompt_tokens) for p in prompts]
+        read = [read_prompt(served.engine, p, request.truncate_prompt_tokens) for p in prompts]
         return cls(request, served, read, max_tokens, n)
 
     # -- the engine's work --------------------------------------------------------------------
@@ -177,19 +174,18 @@ class CompletionPlan:
         """The prompts' own log-probabilities, when the answer echoes them with logprobs."""
         if not self.request.echo or self.request.logprobs is None:
             return None
-        scheduler = self.served.scheduler
-        return await scheduler.score([prompt.ids for prompt in self.prompts], self.request.logprobs)
+        return await self.served.engine.score([prompt.ids for prompt in self.prompts], self.request.logprobs)
 
     async def answer(self) -> Response:
         scored = await self.scored_prompts()
         if self.request.stream:
             job = None
             if self.max_tokens:
-                job = self.served.scheduler.submit(self.generation_requests(), stream=True)  # may raise Overloaded
+                job = self.served.engine.stream(self.generation_requests())  # may raise Overloaded
             return StreamingResponse(self.chunks(scored, job), media_type="text/event-stream")
         generations: list[Generation | None] = [None] * (len(self.prompts) * self.choices_per_prompt)
         if self.max_tokens:
-            generations = list(await self.served.scheduler.generate(self.generation_requests()))
+            generations = list(await self.served.engine.generate(self.generation_requests()))
         return Response(json.dumps(self.completion(scored, generations)), media_type="application/json")
 
     # -- the answer ---------------------------------------------------------------------------
@@ -215,7 +211,7 @@ class CompletionPlan:
             if generation is not None:
                 completion_tokens += len(generation.ids)
                 kept = len(generation.ids) - generation.stop_tokens
-                joiner = self.predictor.tokenizer.detokenizer(after=prompt.text)
+                joiner = self.engine.tokenizer.detokenizer(after=prompt.text)
                 for position, token in enumerate(generation.ids[:kept]):
                     keys = copy.copy(joiner)
                     piece = joiner.piece(self.words[token])
@@ -240,7 +236,7 @@ class CompletionPlan:
         if not self.request.echo:
             return "", logprobs
         if logprobs is not None and scores is not None:
-            keys = self.predictor.tokenizer.detokenizer()
+            keys = self.engine.tokenizer.detokenizer()
             for position, (piece, offset) in enumerate(zip(prompt.pieces, prompt.offsets, strict=True)):
                 logprobs.add(piece, offset, scores[prompt.shown + position], keys, self.words)
                 keys.piece(prompt.words[position])
@@ -296,12 +292,12 @@ class CompletionPlan:
         yield "data: [DONE]\n\n"
 
     @property
-    def predictor(self) -> Predictor:
-        return self.served.predictor
+    def engine(self) -> Engine:
+        return self.served.engine
 
     @property
     def words(self) -> list[str]:
-        return self.served.predictor.vocab.words
+        return self.served.engine.vocab.words
 
 
 class StreamedChoice:
@@ -312,7 +308,7 @@ class StreamedChoice:
         self.plan = plan
         self.prompt = plan.prompts[index // plan.choices_per_prompt]
         self.scores = scores
-        self.joiner = plan.predictor.tokenizer.detokenizer(after=self.prompt.text)
+        self.joiner = plan.engine.tokenizer.detokenizer(after=self.prompt.text)
         self.length = len(self.prompt.text) if plan.request.echo else 0
         self.delivered = 0  # tokens received from the engine
         self.held: list[tuple[int, int]] = []  # (token id, its position) that may begin a stop
@@ -379,14 +375,14 @@ class StreamedChoice:
         return longest
 
 
-def read_prompt(predictor: Predictor, prompt: str | list[int], truncate: int | None = None) -> Prompted:
+def read_prompt(engine: Engine, prompt: str | list[int], truncate: int | None = None) -> Prompted:
     """A prompt as the model runs it (a text after its leading line break; ids as given) and as it is
     shown; with ``truncate``, only its last that many tokens."""
-    tokenizer = predictor.tokenizer
+    tokenizer = engine.tokenizer
     if isinstance(prompt, list):
         truncated = truncate is not None and len(prompt) > truncate
         ids = prompt[-truncate:] if truncate is not None else prompt
-        words = predictor.vocab.decode(ids)
+        words = engine.vocab.decode(ids)
         joiner = tokenizer.detokenizer()
         pieces = [joiner.piece(word) for word in words]
         offsets = [sum(len(piece) for piece in pieces[:i]) for i in range(len(pieces))]
@@ -404,13 +400,9 @@ def read_prompt(predictor: Predictor, prompt: str | list[int], truncate: int | N
     text = prompt[start:]
     starts = [0, *(end for _, end in spans[:-1])][: len(spans)]  # each piece takes the white space before it
     pieces = [text[begin:end] for begin, (_, end) in zip(starts, spans, strict=True)]
-    ids = [predictor.vocab.line_break_id, *predictor.vocab.encode(words)]
+    ids = [engine.vocab.line_break_id, *engine.vocab.encode(words)]
     return Prompted(text, ids, 1, pieces, starts, words, False, prompt, truncated)
 
 
 def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
-def overloaded(error: Overloaded) -> CompletionError:
-    return CompletionError(429, str(error), None, "rate_limit_exceeded")

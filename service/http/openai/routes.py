@@ -15,7 +15,7 @@ Usage::
 
     OPENAI = ServedSlot()
     NextWord.add_asgi_middleware(OpenAIRoutes, served=OPENAI)
-    OPENAI.serve(Served(predictor, scheduler, ...))  # in the worker's __init__, once it can serve
+    OPENAI.serve(Served(engine, ...))  # in the worker's __init__, once it can serve
 """
 
 from __future__ import annotations
@@ -30,10 +30,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
 
-from service.engine.job import Overloaded
-from service.http.http_errors import OPENAI_PREFIX, error_body, error_body_for, openai_error_body, send_json
+from service.engine.types import Overloaded
+from service.http.http_errors import (
+    OPENAI_PREFIX,
+    error_body,
+    error_body_for,
+    openai_error_body,
+    overloaded,
+    send_json,
+)
 from service.http.logs import log_client_error
-from service.http.openai.completions import CompletionError, CompletionPlan, Served, overloaded
+from service.http.openai.completions import CompletionError, CompletionPlan, Served
 from service.http.openai.schemas import CompletionRequest, DetokenizeRequest, TokenizeRequest
 from service.settings import SETTINGS, TOKENIZER_ROUTES
 
@@ -54,7 +61,7 @@ class ServedSlot:
 
     def vocabulary(self) -> int | None:
         """The served model's vocabulary size; None until it is served."""
-        return None if self.served is None else len(self.served.predictor.vocab)
+        return None if self.served is None else len(self.served.engine.vocab)
 
 
 class OpenAIRoutes:
@@ -108,7 +115,8 @@ class OpenAIRoutes:
         except CompletionError as error:
             return openai_error(error)
         except Overloaded as error:
-            return openai_error(overloaded(error), {"retry-after": str(error.retry_after_s)})
+            body, headers = overloaded(request.url.path, error)
+            return Response(body, status_code=429, media_type="application/json", headers=headers)
         except Exception:  # the engine failed: one logged traceback, and OpenAI's 500
             logger.exception("POST /v1/completions failed")
             return openai_error(CompletionError(500, "the server failed to answer; see its log"))
@@ -135,10 +143,10 @@ class OpenAIRoutes:
     async def tokenize(self, request: Request) -> Response:
         try:
             body = await read_model(request, TokenizeRequest)
-            predictor = self.served().predictor
+            engine = self.served().engine
         except CompletionError as error:
             return our_error(error)
-        ids = predictor.encode(body.prompt).ids
+        ids = engine.tokenize(body.prompt).ids
         tokens = ids if body.add_special_tokens else ids[1:]
         return json_response(
             {"count": len(tokens), "max_model_len": SETTINGS.max_text_tokens, "tokens": tokens, "token_strs": None}
@@ -147,21 +155,21 @@ class OpenAIRoutes:
     async def detokenize(self, request: Request) -> Response:
         try:
             body = await read_model(request, DetokenizeRequest)
-            predictor = self.served().predictor
-            outside = [i for i in body.tokens if i >= len(predictor.vocab)]
+            engine = self.served().engine
+            outside = [i for i in body.tokens if i >= len(engine.vocab)]
             if outside:
-                message = f"token id {outside[0]} is outside the vocabulary of {len(predictor.vocab)} tokens"
+                message = f"token id {outside[0]} is outside the vocabulary of {len(engine.vocab)} tokens"
                 raise CompletionError(400, message, "tokens", "invalid_token_id")
         except CompletionError as error:
             return our_error(error)
-        return json_response({"prompt": predictor.tokenizer.detokenize(predictor.vocab.decode(body.tokens))})
+        return json_response({"prompt": engine.tokenizer.detokenize(engine.vocab.decode(body.tokens))})
 
     async def tokenizer_info(self, request: Request) -> Response:
         try:
-            predictor = self.served().predictor
+            engine = self.served().engine
         except CompletionError as error:
             return our_error(error)
-        settings = predictor.tokenizer.settings
+        settings = engine.tokenizer.settings
         return json_response(
             {
                 "tokenizer_class": "nextword",
@@ -170,7 +178,7 @@ class OpenAIRoutes:
                 "eos_token": None,  # the end of a text (<eot>) is no text a client could send
                 "pad_token": None,
                 "model_max_length": SETTINGS.max_text_tokens,
-                "vocab_size": len(predictor.vocab),
+                "vocab_size": len(engine.vocab),
                 "lowercase": settings.lowercase,
                 "level": settings.level,
             }

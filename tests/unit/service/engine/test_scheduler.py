@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from models.bundle import load_bundle
-from service.engine.inference import DecodeBatch, Predictor, Row
+from service.engine.inference import DecodeBatch, Predictor
+from service.engine.request import Row
 from service.engine.scheduler import Scheduler, SchedulerConfig
 from service.engine.types import GenerationRequest
 

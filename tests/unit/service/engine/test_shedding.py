@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.engine.inference import Row
+from service.engine.request import Row
 from service.engine.shedding import late_rows
 from service.engine.types import GenerationRequest
 

@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
-from service.engine.inference import Row
-from service.engine.job import Job, Overloaded, Shed
-from service.engine.types import GenerationRequest
+from service.engine.request import Job, Row
+from service.engine.types import GenerationRequest, Overloaded, Shed
 
 
 def rows(n: int) -> list[Row]:

@@ -1,4 +1,4 @@
-"""A generation request inside the engine: its rows, the channel their tokens reach it by, and its refusals.
+"""A request inside the engine: its text as ids, its rows, and the channel their tokens reach it by.
 
 Usage::
 
@@ -17,34 +17,42 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from service.engine.inference import Row
+import torch
 
-
-class Overloaded(Exception):
-    """More work is queued than can finish within the timeout; try again after ``retry_after_s``."""
-
-    def __init__(self, outstanding: int, asked: int, bound: int, retry_after_s: int) -> None:
-        super().__init__(
-            f"the server is at capacity: {outstanding} tokens are queued or running, and {asked} more "
-            f"would pass the {bound} it can finish within the request timeout; retry after {retry_after_s} s"
-        )
-        self.retry_after_s = retry_after_s
+from service.engine.types import FinishReason, GenerationRequest, TokenLogprob
 
 
-class Shed(Overloaded):
-    """Admitted, but the queue moved too slowly for it to finish by its deadline; refused from the queue."""
+@dataclass
+class Encoded:
+    """A text as ids, with the line break ``<eos>`` first."""
 
-    def __init__(self, waited_s: float, timeout_s: float, retry_after_s: int) -> None:
-        Exception.__init__(
-            self,
-            f"the server is at capacity: after {waited_s:.1f} s in the queue this request could no longer "
-            f"finish within the {timeout_s:g} s request timeout at the recent decode rate; "
-            f"retry after {retry_after_s} s",
-        )
-        self.retry_after_s = retry_after_s
+    ids: list[int]
+    tokens: int  # without the leading <eos>
+    unknown: int
+
+
+@dataclass(eq=False)
+class Row:
+    """One generation request while it is queued or being decoded."""
+
+    input: GenerationRequest
+    prompt: Encoded
+    stops: list[list[int]]  # each stop sequence as ids
+    generator: torch.Generator  # the row's own seeded draws
+    ids: list[int] = field(default_factory=list)  # generated so far
+    finish_reason: FinishReason | None = None  # set when the row ends
+    stop_tokens: int = 0  # with finish_reason STOP: the length of the stop sequence it generated
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # per generated token, when the input asks
+    cancelled: bool = False  # set from outside (a timeout, a disconnect): leave at the next step
+    job: Job | None = None  # the scheduler's handle on the request this row belongs to
+    truncated: bool = False  # the prompt's tokens before its last ``truncate`` ones were left out
+
+    @property
+    def tokens_left(self) -> int:
+        """Tokens it may still generate: the work it holds in the scheduler's admission count."""
+        return self.input.max_new_tokens - len(self.ids)
 
 
 class Job:
