@@ -59,6 +59,7 @@ _PIECE = re.compile(
     rf"|{_WORD}"
     rf"|(?<!\w){_APOSTROPHE}{_WORD}"  # 'tis, 'em
     r"|\.\.\."
+    r"|[?!]{2,}"  # "???", "?!": one mark typed with emphasis, not marks that follow each other
     r"|\S"
 )
 _IN_WORD_SEPARATOR = re.compile(r"([-.,])")
@@ -67,6 +68,7 @@ _JOINERS = {"@-@": "-", "@,@": ",", "@.@": "."}
 _NO_SPACE_BEFORE = {".", ",", ";", ":", "!", "?", ")", "]", "}", "%", "...", "'", "\u2019"}
 _NO_SPACE_AFTER = {"(", "[", "{", "$", "£", "€"}
 _CLITIC = re.compile(rf"(?i){_APOSTROPHE}(?:s|t|ve|re|m|ll|d)")
+_MARKS = re.compile(r"[?!]+")  # "?", "!!!", "?!": closing marks, written against the word before
 
 
 LEVELS = ("word", "char")
@@ -207,8 +209,12 @@ def shown(token: str, quote_open: bool = False) -> Shown:
         return Shown(_JOINERS[token], True, True)
     if token == '"':
         return Shown(token, quote_open, not quote_open)
-    joins_previous = token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token) is not None
-    return Shown(token, joins_previous, token in _NO_SPACE_AFTER)
+    return Shown(token, joins_previous(token), token in _NO_SPACE_AFTER)
+
+
+def joins_previous(token: str) -> bool:
+    """Whether ``token`` is written against the one before it, with no space."""
+    return token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token) is not None or _MARKS.fullmatch(token) is not None
 
 
 # str.splitlines' line breaks ("\r\n" ends in "\n"; a lone "\r" reads as a space here)
@@ -266,7 +272,7 @@ class Detokenizer:
             text = token if self.attach or not self.quote_open else " " + token
             self.attach = self.quote_open
             return text
-        glue = self.attach or token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token)
+        glue = self.attach or joins_previous(token)
         self.attach = token in _NO_SPACE_AFTER
         return token if glue else " " + token
 

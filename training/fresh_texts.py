@@ -91,7 +91,7 @@ def split_texts(lines: list[str], tokenizer: Tokenizer, texts_are: str = "senten
         sentence: list[str] = []
         for token in tokenizer.tokenize(stripped):
             sentence.append(token)
-            if token in SENTENCE_ENDS:
+            if token in SENTENCE_ENDS or set(token) <= {"?", "!"}:  # "?", and "???" or "?!" typed as one
                 texts.append(sentence)
                 sentence = []
         if sentence:

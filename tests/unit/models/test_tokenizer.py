@@ -21,6 +21,7 @@ tok = Tokenizer()
         ),
         ('He said "yes" in the U.S.', ["He", "said", '"', "yes", '"', "in", "the", "U.S."]),
         ("Mr. Smith", ["Mr.", "Smith"]),
+        ("how are you??? wow!! really?!", ["how", "are", "you", "???", "wow", "!!", "really", "?!"]),
         ("", []),
         ("   ", []),
     ],
@@ -35,6 +36,7 @@ def test_tokenize_raw_text(text: str, tokens: list[str]) -> None:
         "The well-known sun's rising.",
         'I don\'t know, he said: "it costs $1,000.50 (about 3.5-inch)" in the U.S.',
         "Mr. Smith went to St. Louis... and (then) left; 45% of it!",
+        "are you there??? yes!! sure?!",
     ],
 )
 def test_detokenize_inverts_tokenize(text: str) -> None:
@@ -239,6 +241,8 @@ SHOWN = [
     ("'d", "'d", True, False),
     ("\u2019s", "\u2019s", True, False),
     (".", ".", True, False),
+    ("???", "???", True, False),
+    ("?!", "?!", True, False),
     (",", ",", True, False),
     (";", ";", True, False),
     (":", ":", True, False),
