@@ -12,7 +12,8 @@ controller and raylet, Triton's C++ server and its Python backend stubs. The
 model's part comes from py-spy samples of every Python process in that tree
 during a second run: a process's CPU counts as the model's in the share of
 its busy samples whose stack is inside the shared ``Predictor`` (this
-project's ``models/``, ``service/engine/inference.py``, or torch), so work
+project's ``models/``, ``service/engine/inference.py`` and the job modules
+it joins, or torch), so work
 every server does alike (tokenizing, the forward pass, top-k) is the model's,
 and the rest (HTTP, parsing, batching, hand-offs between threads and
 processes, metrics) is the serving stack's. Processes py-spy cannot read
@@ -42,7 +43,9 @@ from bench.run import wrk
 
 CLIENTS = 64
 # A frame of the shared Predictor's work: the work every server does alike for one input.
-MODEL_FRAME = re.compile(rf"{re.escape(str(REPO))}/(models/|service/engine/inference\.py)|/torch/")
+MODEL_FRAME = re.compile(
+    rf"{re.escape(str(REPO))}/(models/|service/engine/(inference|loaded|next_words|generation|scoring)\.py)|/torch/"
+)
 PROCESS = re.compile(r"^process (\d+):")
 
 

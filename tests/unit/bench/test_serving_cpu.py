@@ -10,7 +10,7 @@ from bench.serving_cpu import model_fractions
 SERVER = 'process 10:"python -m bench.peers.triton --port 1"'
 STUB = 'process 12:"triton_python_backend_stub"'
 LOOP = "run (/x/site-packages/uvicorn/server.py:86)"
-PREDICT = f"Predictor.predict_next ({REPO}/service/engine/inference.py:170)"
+PREDICT = f"NextWordJob.predict_next ({REPO}/service/engine/next_words.py:55)"
 FORWARD = "forward (/x/site-packages/torch/nn/modules/module.py:1)"
 WAIT = "Condition.wait (/usr/lib/python3.11/threading.py:320)"
 
