@@ -126,8 +126,9 @@ soak: model ## Soak both endpoints at 70% of saturation for SOAK_MINUTES; errors
 loadtest: model ## Run Locust headless against a local server for LOAD_TIME; CSV and HTML in REPORTS
 	$(BIN)/python -m bench.loadtest --users $(LOAD_USERS) --run-time $(LOAD_TIME) --reports $(REPORTS)
 
-demo-screenshot: model ## Retake docs/demo.png: the typing page in headless Chromium after a short text
+demo-screenshot: model ## Retake docs/demo.png and docs/demo-hello.png: the typing page in headless Chromium
 	$(BIN)/python -m bench.demo_screenshot --model $(MODEL)
+	$(BIN)/python -m bench.demo_screenshot --model $(MODEL) --text "Hello, how are " --out docs/demo-hello.png
 
 build: model ## Build a Bento holding the service code and the pinned model (its default when NEXTWORD_MODEL is unset)
 	$(BIN)/bentoml build --arg model=$$($(BIN)/python -c 'import bentoml; print(bentoml.models.get("$(MODEL)").tag)')

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bench.demo_screenshot --model nextword:latest [--text "In 1990 , the "] [--out docs/demo.png]
+    python -m bench.demo_screenshot --model nextword:latest [--text "Yesterday I went to the "] [--out docs/demo.png]
 
 Starts the real server on a free loopback port, types the text into the
 page as a person would, waits for the suggestions to follow it and saves
@@ -22,8 +22,8 @@ from bench.launcher import Server
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.demo_screenshot", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="nextword:latest", help="model tag in the BentoML store")
-    parser.add_argument("--text", default="In 1990 , the ", help="what to type into the page")
-    parser.add_argument("--prompt", default="The game was", help="the prompt the second box continues")
+    parser.add_argument("--text", default="Yesterday I went to the ", help="what to type into the page")
+    parser.add_argument("--prompt", default="I think that", help="the prompt the second box continues")
     parser.add_argument("--out", default="docs/demo.png")
     args = parser.parse_args(argv)
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")

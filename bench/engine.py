@@ -44,7 +44,7 @@ from models.bundle import load_bundle
 from models.device import pick_dtype
 from models.scoring import compile_scorer
 from service.settings import SETTINGS
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 
 PROMPT = "The game was released in"
 TYPED_WORDS = 200
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=SECTIONS, help="run one section and print its JSON")
     parser.add_argument("--output", default=str(REPO / "bench" / "results" / "engine.json"))
     args = parser.parse_args(argv)
-    words = typing_words(Path(args.corpus) if args.corpus else default_corpus())
+    words = typing_words(Path(args.corpus) if args.corpus else wikitext2_corpus())
     env = {"NEXTWORD_MODEL": args.model}
     d = args.duration
     if args.only:

@@ -38,7 +38,7 @@ import torch
 from bench.launcher import Server
 from models.bundle import load_bundle
 from training.corpus import load_corpus
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 from training.fresh_texts import encode_texts, evaluate_fresh_texts, split_texts
 
 TASK = "nextword_fresh_texts"
@@ -55,7 +55,7 @@ def documents(tag: str, corpus: str, limit: int | None) -> tuple[list[str], list
     window (its BOS token, the text, one generated token), are kept.
     """
     bundle = load_bundle(tag, torch.device("cpu"), torch.float32)
-    read = load_corpus(default_corpus() if corpus == "auto" else corpus)
+    read = load_corpus(wikitext2_corpus() if corpus == "auto" else corpus)
     docs, ids = [], []
     for tokens in split_texts(read.test, bundle.tokenizer, read.texts):
         doc = " ".join(tokens)

@@ -21,7 +21,7 @@ from models.tokenizer import Tokenizer
 from service.engine.engine import Engine, EngineConfig
 from service.engine.types import NextWordQuery
 from training.corpus import load_corpus
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 
 CONTEXT_TOKENS = 40
 BATCH = 32
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default="auto")
     parser.add_argument("--places", type=int, default=1000, help="how many places of the test split to ask")
     args = parser.parse_args(argv)
-    corpus = load_corpus(default_corpus() if args.corpus == "auto" else args.corpus)
+    corpus = load_corpus(wikitext2_corpus() if args.corpus == "auto" else args.corpus)
     asked = questions(corpus.test, args.places)
     print(f"{len(asked):,} places of the test split; next words of letters and digits")
     print(f"{'model':34s} {'level':5s} {'top-1':>7s} {'top-5':>7s} {'ms/question':>12s}")

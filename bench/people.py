@@ -49,7 +49,7 @@ from bench.launcher import Server
 from bench.load import no_collector_pauses, percentile
 from bench.peers.kserve import MODEL_PATH, infer_body
 from bench.proxy import NginxProcess
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 
 KEYSTROKES_PER_S = 5.0
 BOUND_MS = 20.0
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--peers-python", default=PEERS_PYTHON)
     args = parser.parse_args(argv)
-    words = typing_words(default_corpus())
+    words = typing_words(wikitext2_corpus())
     peers = [name for name in args.peers.split(",") if name]
     starts: dict[str, Callable[[], Server]] = {"nextword": lambda: Server(env={"NEXTWORD_MODEL": args.model})}
     for name in peers:

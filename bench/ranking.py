@@ -20,7 +20,7 @@ import torch
 
 from models.bundle import load_bundle
 from training.corpus import load_corpus
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 from training.fresh_texts import TEXTS_PER_BATCH, encode_texts, padded, split_texts
 from training.keystrokes import RANKINGS, TypingTally
 
@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--corpus", default=None, help="a corpus folder (default: make serve's)")
     args = parser.parse_args()
     bundle = load_bundle(args.model, torch.device("cpu"), torch.float32)
-    corpus = load_corpus(args.corpus or default_corpus())
+    corpus = load_corpus(args.corpus or wikitext2_corpus())
     texts = encode_texts(split_texts(corpus.test, bundle.tokenizer, corpus.texts), bundle.vocab)
     tallies = {choice: TypingTally(bundle.vocab, torch.device("cpu"), *choice) for choice in CHOICES}
     by_length = sorted((text for text in texts if len(text) > 1), key=len)

@@ -47,7 +47,7 @@ from bench.launcher import Server
 from bench.load import percentile
 from bench.proxy import SESSION_HEADER, UPSTREAM_HEADER, Nginx
 from bench.run import metric_totals
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 
 CACHES = {"default": ("auto", 16), "scarce": ("1", 64)}  # NEXTWORD_STATE_CACHE_MB, typists
 MODES = ("affinity", "round_robin", "single")
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10, help="length of each measured run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three modes, in alternating order")
     args = parser.parse_args(argv)
-    passages = Passages(typing_words(default_corpus()))
+    passages = Passages(typing_words(wikitext2_corpus()))
     results = {}
     for cache, (cache_mb, typists) in CACHES.items():
         print(f"{cache} cache (NEXTWORD_STATE_CACHE_MB={cache_mb}), {typists} typists, {REPLICAS} replicas")

@@ -25,7 +25,7 @@ import httpx
 from bench.launcher import Server
 from models.tokenizer import Tokenizer
 from training.corpus import load_corpus
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 from training.fresh_texts import split_texts
 
 MARKUP = re.compile(r"@[-,.]@|<unk>|<eos>|<eot>")
@@ -60,7 +60,7 @@ def main() -> int:
     parser.add_argument("--answers", type=int, default=10_000)
     parser.add_argument("--corpus", default=None, help="a corpus folder (default: make serve's)")
     args = parser.parse_args()
-    corpus = load_corpus(args.corpus or default_corpus())
+    corpus = load_corpus(args.corpus or wikitext2_corpus())
     inputs = typed_prefixes(split_texts(corpus.test, Tokenizer(), corpus.texts), args.answers)
     offered = markup_words = markup_tokens = 0
     examples: list[str] = []

@@ -24,7 +24,7 @@ from models.bundle import load_bundle
 from models.scoring import compile_scorer
 from training.corpus import load_corpus
 from training.data import encode_stream
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 from training.keystrokes import TypingTally, format_typing, simulate_typing
 
 WINDOWS_PER_BATCH = 256
@@ -60,7 +60,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     bundle = load_bundle(args.model, torch.device("cpu"), torch.float32)
-    corpus = load_corpus(args.corpus or default_corpus())
+    corpus = load_corpus(args.corpus or wikitext2_corpus())
     stream = encode_stream(corpus.test, bundle.tokenizer, bundle.vocab)
     whole = simulate_typing(bundle.model, stream, bundle.vocab, torch.device("cpu"))
     print(f"whole text: {format_typing(whole)}", flush=True)

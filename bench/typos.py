@@ -38,7 +38,7 @@ from models.typos import ADJACENT
 from service.engine.engine import Engine, EngineConfig
 from service.engine.types import NextWordQuery, NextWords
 from training.corpus import load_corpus
-from training.download import default_corpus
+from training.download import wikitext2_corpus
 from training.fresh_texts import split_texts
 
 SHOWN = 3  # suggestions the person reads, as in training.keystrokes
@@ -172,7 +172,7 @@ def main() -> int:
     args = parser.parse_args()
     engine = Engine.inline(args.model, EngineConfig())
     bundle = engine.bundle
-    corpus = load_corpus(args.corpus or default_corpus())
+    corpus = load_corpus(args.corpus or wikitext2_corpus())
     sentences = split_texts(corpus.test, bundle.tokenizer, corpus.texts)
     clean: list[dict[int, Slip]] = [{} for _ in sentences]
     mistyped = choose_slips(sentences, bundle.vocab.index, args.share, args.seed)

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real tiny model trained on a slice of WikiText-2 into a
-temporary BentoML store, and the real server started on a free loopback port.
+"""Shared fixtures: a real tiny model trained on a slice of the default corpus (WikiText-2 and
+the chat corpus, ``make serve``'s) into a temporary BentoML store, and the real server started
+on a free loopback port.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import httpx  # noqa: E402
 from bench.launcher import Server  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.corpus import CorpusError, load_corpus  # noqa: E402
-from training.download import default_corpus  # noqa: E402
+from training.download import named_corpus, wikitext2_corpus  # noqa: E402
 from training.export import export  # noqa: E402
 from training.train import train  # noqa: E402
 
@@ -42,7 +43,8 @@ TINY_TRAIN = TrainConfig(
     max_minutes=2,
     device="cpu",
 )
-TINY_LINES = 800
+TINY_LINES = 800  # from the train split's start: WikiText-2's first paragraphs, in the mixed default
+TINY_TAIL_LINES = 800  # from its end: the chat corpus's last conversations
 
 
 def train_tiny(text: str, folder: Path, model_name: str, **options: object) -> str:
@@ -65,14 +67,23 @@ def serving(tag: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
-    """``NEXTWORD_TEST_CORPUS``, else the corpus ``make serve`` uses: ../shared's WikiText-2 or the cached download."""
+    """``NEXTWORD_TEST_CORPUS``, else the corpus ``make serve`` trains on (``named_corpus("auto")``)."""
     if "NEXTWORD_TEST_CORPUS" in os.environ:
-        corpus = Path(os.environ["NEXTWORD_TEST_CORPUS"])
-    else:
-        try:
-            corpus = default_corpus()
-        except CorpusError as error:
-            pytest.fail(f"no test corpus: {error} (for the tests: NEXTWORD_TEST_CORPUS=<folder>)")
+        return corpus_folder(Path(os.environ["NEXTWORD_TEST_CORPUS"]))
+    return corpus_folder(lambda: named_corpus("auto"))
+
+
+@pytest.fixture(scope="session")
+def wikitext_dir() -> Path:
+    """WikiText-2 itself: ../shared's copy or the cached download."""
+    return corpus_folder(wikitext2_corpus)
+
+
+def corpus_folder(find: Callable[[], Path] | Path) -> Path:
+    try:
+        corpus = find() if callable(find) else find
+    except CorpusError as error:
+        pytest.fail(f"no test corpus: {error} (for the tests: NEXTWORD_TEST_CORPUS=<folder>)")
     if not (corpus / "train.txt").is_file():
         pytest.fail(f"test corpus not found at {corpus}; set NEXTWORD_TEST_CORPUS")
     return corpus
@@ -80,10 +91,10 @@ def corpus_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus_file(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first lines of the shared train split as one file (split 80/10/10 by the loader)."""
-    lines = (corpus_dir / "train.txt").read_text(encoding="utf-8").splitlines()[:TINY_LINES]
+    """The start and the end of the train split as one file (split 80/10/10 by the loader)."""
+    lines = (corpus_dir / "train.txt").read_text(encoding="utf-8").splitlines()
     path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines[:TINY_LINES] + lines[-TINY_TAIL_LINES:]) + "\n", encoding="utf-8")
     return path
 
 

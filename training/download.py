@@ -42,7 +42,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NEXTWORD_CACHE", Path.home() / ".cache" / "nextword"))
 
 
-def default_corpus() -> Path:
+def wikitext2_corpus() -> Path:
     """The shared corpus where present, else the cached (or freshly downloaded) WikiText-2."""
     if all((SHARED_CORPUS / f"{split}.txt").is_file() for split in SPLITS):
         return SHARED_CORPUS
@@ -95,24 +95,29 @@ def _unpack(archive: Path, folder: Path) -> None:
 
 
 CORPUS_NAMES = ("auto", "wikitext-2", "chitchat", "mixed")
+# What ``auto`` (make serve's and make train's corpus) names: the one that serves people typing
+# everyday text best without falling apart on encyclopedic text (docs/evaluation.md's rule).
+DEFAULT_CORPUS = "mixed"
 
 
 def named_corpus(name: str) -> Path:
     """The folder of a corpus given by name (``CORPUS_NAMES``), or ``name`` itself as a path.
 
-    ``auto`` is make serve's default; ``chitchat`` the chat corpus (``training.chitchat``), written
-    into the cache once; ``mixed`` both: WikiText-2's train and valid beside the chat corpus's,
-    and the chat corpus's test (each model is measured on both tests by ``bench.corpora``).
+    ``auto`` is make serve's default, ``DEFAULT_CORPUS``; ``wikitext-2`` the benchmark corpus, the
+    shared copy or a checked download (``wikitext2_corpus``); ``chitchat`` the chat corpus
+    (``training.chitchat``), written into the cache once; ``mixed`` both: WikiText-2's train and
+    valid beside the chat corpus's, and the chat corpus's test (each model is measured on both
+    tests by ``bench.corpora``).
     """
     if name == "auto":
-        return default_corpus()
+        return named_corpus(DEFAULT_CORPUS)
     if name == "wikitext-2":
-        return default_corpus()
+        return wikitext2_corpus()
     if name == "chitchat":
         return materialize(cache_dir() / f"chitchat-{CHITCHAT_VERSION}")
     if name == "mixed":
         folder = cache_dir() / f"mixed-wikitext-2-chitchat-{CHITCHAT_VERSION}"
-        return mixed_corpus(folder, default_corpus(), named_corpus("chitchat"))
+        return mixed_corpus(folder, wikitext2_corpus(), named_corpus("chitchat"))
     return Path(name)
 
 
@@ -133,7 +138,7 @@ def mixed_corpus(folder: Path, wiki: Path, chat: Path) -> Path:
 
 def main() -> int:
     try:
-        print(default_corpus())
+        print(wikitext2_corpus())
     except CorpusError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from openapi_spec_validator import validate as validate_spec
 from bench.launcher import Server
 from models.bundle import load_bundle
 from models.device import pick_dtype, precision_name
+from models.tokenizer import Tokenizer
 from tests.bad_requests import BAD_REQUESTS
 from tests.http_calls import generate, predict, scrape
 
@@ -137,7 +138,7 @@ def test_generate_fields_and_finish_reasons(client: httpx.Client) -> None:
 
     # A multi-word stop string matches as a token sequence.
     words = free["tokens"]
-    (pair,) = generate(client, base | {"stop": [" ".join(words[1:3])]})
+    (pair,) = generate(client, base | {"stop": [Tokenizer().detokenize(words[1:3])]})  # as the words are written
     end = next(i + 2 for i in range(len(words)) if words[i : i + 2] == words[1:3])
     assert pair["finish_reason"] == "stop" and pair["tokens"] == words[:end]
 

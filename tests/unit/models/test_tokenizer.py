@@ -43,9 +43,9 @@ def test_detokenize_inverts_tokenize(text: str) -> None:
     assert tok.detokenize(tok.tokenize(text)) == text
 
 
-def test_tokenize_is_idempotent_on_corpus_text(corpus_dir) -> None:
-    """The corpus is already tokenized; reading it again must not change it (bar rare forms)."""
-    lines = (corpus_dir / "valid.txt").read_text(encoding="utf-8").splitlines()[:400]
+def test_tokenize_is_idempotent_on_corpus_text(wikitext_dir) -> None:
+    """WikiText-2 is already tokenized; reading it again must not change it (bar rare forms)."""
+    lines = (wikitext_dir / "valid.txt").read_text(encoding="utf-8").splitlines()[:400]
     same = sum(tok.tokenize(line) == line.split() for line in lines)
     assert same / len(lines) > 0.97
 

@@ -65,10 +65,10 @@ def test_a_missing_or_different_package_is_a_clear_error(monkeypatch: pytest.Mon
         chitchat.dataset_path()
 
 
-def test_the_mixed_corpus_holds_both_trains_and_the_chat_test(tmp_path: Path, corpus_dir: Path) -> None:
+def test_the_mixed_corpus_holds_both_trains_and_the_chat_test(tmp_path: Path, wikitext_dir: Path) -> None:
     chat_folder = chitchat.materialize(tmp_path / "chat")
-    wiki, chat = load_corpus(corpus_dir), load_corpus(chat_folder)
-    mixed = load_corpus(mixed_corpus(tmp_path / "mixed", corpus_dir, chat_folder))
+    wiki, chat = load_corpus(wikitext_dir), load_corpus(chat_folder)
+    mixed = load_corpus(mixed_corpus(tmp_path / "mixed", wikitext_dir, chat_folder))
     assert mixed.texts == "lines"
     assert mixed.train[:1000] == wiki.train[:1000] and mixed.train[-len(chat.train) :] == chat.train
     assert mixed.valid[-len(chat.valid) :] == chat.valid and mixed.test == chat.test

@@ -25,7 +25,8 @@ def test_every_config_field_is_a_flag_with_its_default() -> None:
             assert {"--adaptive-softmax", "--full-softmax"} <= flags
             continue
         assert "--" + spec.name.replace("_", "-") in flags, spec.name
-    assert parse_args([]) == TrainConfig()  # the command line's defaults are the dataclass's
+    # The command line's defaults are the dataclass's, the WikiText-2 recipe, where no corpus recipe applies.
+    assert parse_args(["--corpus", "wikitext-2"]) == TrainConfig(corpus="wikitext-2")
     assert parse_args(["--full-softmax"]).softmax_cutoffs == ()
     assert parse_args(["--adaptive-softmax", "100,200"]).softmax_cutoffs == (100, 200)
     assert parse_args(["--max-vocab", "50"]).max_vocab == 50
@@ -33,3 +34,14 @@ def test_every_config_field_is_a_flag_with_its_default() -> None:
     for bad in (["--hidden-size", "0"], ["--state-reset", "1"], ["--adaptive-softmax", "200,100"], ["--level", "x"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_a_named_corpus_brings_its_recipe_and_flags_override_it() -> None:
+    default = parse_args([])
+    assert default.corpus == "auto" and (default.lowercase, default.min_freq) == (True, 2)  # the mixed default
+    chat = parse_args(["--corpus", "chitchat"])
+    assert (chat.lowercase, chat.min_freq) == (True, 2)
+    wiki = parse_args(["--corpus", "wikitext-2"])
+    assert (wiki.lowercase, wiki.min_freq) == (TrainConfig.lowercase, TrainConfig.min_freq) == (False, 1)
+    chosen = parse_args(["--corpus", "mixed", "--no-lowercase", "--min-freq", "3"])
+    assert (chosen.lowercase, chosen.min_freq) == (False, 3)
