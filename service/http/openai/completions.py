@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
@@ -63,6 +64,13 @@ class Served:
     names: frozenset[str]  # what a request's ``model`` may say
     created: int  # the model's creation time, Unix seconds
     metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, engine: Engine, created: datetime, asked_as: str) -> Served:
+        """The engine's model, named by its tag, its name, and the tag it was asked for (``asked_as``)."""
+        tag = engine.bundle.tag
+        names = frozenset({str(tag), tag.name, asked_as})
+        return cls(engine, str(tag), names, int(created.timestamp()), engine.bundle.metadata)
 
 
 @dataclass
