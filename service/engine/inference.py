@@ -21,7 +21,9 @@ from service.engine.state_cache import StateCache
 from service.engine.threads import TorchThreads
 from service.engine.types import GenerationRequest, NextWordQuery
 
-__all__ = ["DecodeBatch", "Predictor", "load_predictor"]
+__all__ = ["PROBE", "DecodeBatch", "Predictor", "load_predictor"]
+# The generation the warm-up and the scheduler's calibration run: a word every vocabulary has.
+PROBE = GenerationRequest("the", max_new_tokens=2, seed=0)
 
 
 class Predictor(NextWordJob, GenerationJob, ScoringJob):
@@ -31,7 +33,7 @@ class Predictor(NextWordJob, GenerationJob, ScoringJob):
         """Serve a few dummy batches of each kind so the first client does not pay for compiling them."""
         for _ in range(3):
             self.predict_next([NextWordQuery("the", 5), NextWordQuery("", 5), NextWordQuery("a", 5, complete=True)])
-            self.generate([GenerationRequest("the", max_new_tokens=2, seed=0)])
+            self.generate([PROBE])
             if self.cache is not None:
                 self.cache.clear()
         self.take_tally()  # the warm-up's tokens are no client's

@@ -53,7 +53,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from service.engine.inference import DecodeBatch, Predictor
+from service.engine.inference import PROBE, DecodeBatch, Predictor
 from service.engine.reports import CacheReport, Observer, StepSummary, TokenTally
 from service.engine.request import Job, Row
 from service.engine.shedding import SHED_EVERY_S, Late, late_rows
@@ -360,14 +360,13 @@ class Scheduler:
 
     def calibrate(self, seconds: float = 0.3) -> None:
         """Measure tokens/s with every slot taken; call it once on the model thread, before serving."""
-        probe = GenerationRequest("the", max_new_tokens=2, seed=0)
-        batch = self.predictor.start([self.predictor.new_row(probe) for _ in range(self.config.max_rows)])
+        batch = self.predictor.start([self.predictor.new_row(PROBE) for _ in range(self.config.max_rows)])
         self.threads_for(self.config.max_rows)
         self.predictor.step(batch)  # the first step pays for compiling
         steps, timed = 0, 0.0
         while steps < 3 or timed < seconds:
             if len(batch.rows) < self.config.max_rows:  # a row ended its text: start a full batch again
-                batch = self.predictor.start([self.predictor.new_row(probe) for _ in range(self.config.max_rows)])
+                batch = self.predictor.start([self.predictor.new_row(PROBE) for _ in range(self.config.max_rows)])
             for row in batch.rows:
                 row.ids.clear()  # never reach max_new_tokens
             started = time.perf_counter()
