@@ -6,10 +6,18 @@ server over HTTP rather than to the service object in process.
 Each server gets a ``BENTOML_HOME`` of its own whose ``models`` links to the
 real store (``service.serve`` says why), so servers never wipe each other's
 metrics.
+
+What a benchmark starts, it stops, however the benchmark ends: a server runs
+in its own process group, which ``stop()`` kills whole (a Ray cluster, LitServe's
+workers); SIGTERM (a time limit, ``kill``) ends the process as Ctrl-C does,
+through every ``with Server(...)`` and ``finally``, where Python would
+otherwise die at once and leave its servers running; and a server still
+running at exit is stopped then.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
@@ -19,8 +27,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -55,6 +65,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_on_termination() -> None:
+    """Make SIGTERM raise ``SystemExit`` in the main thread, as SIGINT raises KeyboardInterrupt, unless
+    the program handles SIGTERM itself; call it before starting anything that must be stopped."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, exit_on_signal)
+
+
+def exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+RUNNING: set[Server] = set()  # started and not yet stopped: stopped at exit
+
+
+@atexit.register
+def stop_running() -> None:
+    for server in list(RUNNING):
+        server.stop()
 
 
 def port_was_taken(output: str) -> bool:
@@ -110,6 +140,7 @@ class Server:
         self._start()
 
     def _start(self) -> None:
+        stop_on_termination()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = private_home(store_home(self.env))
@@ -127,6 +158,7 @@ class Server:
             self.log.close()
             shutil.rmtree(self.home, ignore_errors=True)
             raise
+        RUNNING.add(self)
 
     def wait_ready(self, timeout: float = 120) -> Server:
         for attempt in range(1, PORT_TRIES + 1):
@@ -147,6 +179,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the server, then any process it left behind (LitServe's workers outlive their parent)."""
+        RUNNING.discard(self)
         self.process.terminate()
         try:
             self.process.wait(timeout=20)

@@ -28,7 +28,7 @@ from typing import Literal
 
 import httpx
 
-from bench.launcher import free_port
+from bench.launcher import free_port, stop_on_termination
 
 Policy = Literal["affinity", "round_robin"]
 SESSION_HEADER = "x-session-id"
@@ -97,6 +97,7 @@ class NginxProcess:
         config = self.folder / "nginx.conf"
         config.write_text(FRAME.format(folder=self.folder, http=http_block(self.port)))
         command = [binary, "-c", str(config), "-p", str(self.folder), "-g", "daemon off;"]
+        stop_on_termination()  # so a benchmark's SIGTERM reaches this process's __exit__ and stops nginx
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.wait_ready()
 

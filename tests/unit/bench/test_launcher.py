@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -43,3 +47,41 @@ def test_a_server_that_fails_for_another_reason_is_not_restarted() -> None:
     command = [sys.executable, "-c", "raise SystemExit('no such model')"]
     with pytest.raises(RuntimeError, match="no such model"), Server(command=command, health="/"):
         pass
+
+
+# A benchmark that starts a server, which starts a child of its own, and waits: what a time limit
+# interrupts mid-run.
+BENCHMARK = """
+import sys, time
+from bench.launcher import Server
+SERVER = (
+    "import subprocess, sys, runpy; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+    "sys.argv = ['http.server', '--bind', '127.0.0.1', sys.argv[1]]; "
+    "runpy.run_module('http.server', run_name='__main__')"
+)
+with Server(command=[sys.executable, "-c", SERVER, "{port}"], health="/") as server:
+    print(server.process.pid, flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_benchmark_interrupted_mid_run_stops_its_server_and_the_servers_children(signal_name: str) -> None:
+    command = [sys.executable, "-c", BENCHMARK]
+    with subprocess.Popen(command, cwd=launcher.REPO, stdout=subprocess.PIPE, text=True) as run:
+        assert run.stdout is not None
+        group = os.getpgid(int(run.stdout.readline()))  # the server's own group: it and the child it started
+        run.send_signal(getattr(signal, signal_name))
+        run.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and group_alive(group):
+        time.sleep(0.1)
+    assert not group_alive(group), "a process of the server's group outlived the interrupted benchmark"
+
+
+def group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)  # signal 0: only whether any process of the group is there
+    except ProcessLookupError:
+        return False
+    return True
