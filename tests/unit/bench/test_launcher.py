@@ -52,8 +52,9 @@ def test_a_server_that_fails_for_another_reason_is_not_restarted() -> None:
 # A benchmark that starts a server, which starts a child of its own, and waits: what a time limit
 # interrupts mid-run.
 BENCHMARK = """
-import sys, time
+import signal, sys, time
 from bench.launcher import Server
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal: a background job starts ignoring it
 SERVER = (
     "import subprocess, sys, runpy; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
     "sys.argv = ['http.server', '--bind', '127.0.0.1', sys.argv[1]]; "
@@ -69,10 +70,13 @@ with Server(command=[sys.executable, "-c", SERVER, "{port}"], health="/") as ser
 def test_a_benchmark_interrupted_mid_run_stops_its_server_and_the_servers_children(signal_name: str) -> None:
     command = [sys.executable, "-c", BENCHMARK]
     with subprocess.Popen(command, cwd=launcher.REPO, stdout=subprocess.PIPE, text=True) as run:
-        assert run.stdout is not None
-        group = os.getpgid(int(run.stdout.readline()))  # the server's own group: it and the child it started
-        run.send_signal(getattr(signal, signal_name))
-        run.wait(timeout=60)
+        try:
+            assert run.stdout is not None
+            group = os.getpgid(int(run.stdout.readline()))  # the server's own group: it and the child it started
+            run.send_signal(getattr(signal, signal_name))
+            run.wait(timeout=60)
+        finally:
+            run.kill()  # a no-op once it has exited
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and group_alive(group):
         time.sleep(0.1)
