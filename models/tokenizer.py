@@ -212,6 +212,11 @@ def shown(token: str, quote_open: bool = False) -> Shown:
     return Shown(token, joins_previous(token), token in _NO_SPACE_AFTER)
 
 
+def ends_sentence(token: str) -> bool:
+    """Whether ``token`` closes a sentence: ``.``, or a run of ``?`` and ``!`` ("?", "???", "?!")."""
+    return token == "." or _MARKS.fullmatch(token) is not None
+
+
 def joins_previous(token: str) -> bool:
     """Whether ``token`` is written against the one before it, with no space."""
     return token in _NO_SPACE_BEFORE or _CLITIC.fullmatch(token) is not None or _MARKS.fullmatch(token) is not None

@@ -42,11 +42,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from models.tokenizer import Tokenizer
+from models.tokenizer import Tokenizer, ends_sentence
 from models.vocab import Vocabulary
 from training.keystrokes import TypingResult, TypingTally, format_typing, top_suggestion
 
-SENTENCE_ENDS = frozenset({".", "!", "?"})
 TEXTS_PER_BATCH = 32
 START_WORDS = 3  # tokens of a text's start that an accept chain continues
 CHAIN_STEPS = 12  # suggestions accepted in a row
@@ -91,7 +90,7 @@ def split_texts(lines: list[str], tokenizer: Tokenizer, texts_are: str = "senten
         sentence: list[str] = []
         for token in tokenizer.tokenize(stripped):
             sentence.append(token)
-            if token in SENTENCE_ENDS or set(token) <= {"?", "!"}:  # "?", and "???" or "?!" typed as one
+            if ends_sentence(token):
                 texts.append(sentence)
                 sentence = []
         if sentence:

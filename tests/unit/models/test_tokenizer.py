@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from models.tokenizer import LEVELS, Shown, Tokenizer, TokenizerSettings, cased, shown, starts_sentence
+from models.tokenizer import LEVELS, Shown, Tokenizer, TokenizerSettings, cased, ends_sentence, shown, starts_sentence
 
 tok = Tokenizer()
 
@@ -316,3 +316,21 @@ def test_a_word_is_cased_as_the_person_types_it() -> None:
     assert cased("hello", "HEL", sentence_start=False) == "HELLO"
     assert cased("hello", "H", sentence_start=False) == "Hello"  # one capital: the start of a word
     assert cased("hello", "", sentence_start=True) == "Hello" and cased("hello", "", sentence_start=False) == "hello"
+
+
+@pytest.mark.parametrize(
+    ("token", "ends"),
+    [
+        (".", True),
+        ("?", True),
+        ("!", True),
+        ("???", True),
+        ("?!", True),
+        ("...", False),
+        (",", False),
+        ("well", False),
+        ("U.S.", False),
+    ],
+)
+def test_a_sentence_ends_at_a_full_stop_or_a_run_of_marks(token: str, ends: bool) -> None:
+    assert ends_sentence(token) is ends

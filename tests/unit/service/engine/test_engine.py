@@ -55,8 +55,8 @@ def test_served_and_inline_engines_give_the_same_answers(served, inline: Engine)
     assert [kind for kind, _ in shaped] == ["shaped"] * len(QUERIES)
     assert [answer for _, answer in shaped] == inline.run_predict_next(QUERIES)
     request = GenerationRequest("the", max_new_tokens=6, seed=3)
-    (streamed_alone,) = asyncio.run(engine.generate([request]))
-    assert streamed_alone == inline.run_generate([request])[0]
+    (generated,) = asyncio.run(engine.generate([request]))
+    assert generated == inline.run_generate([request])[0]
 
 
 def test_each_batch_and_step_is_reported_to_the_observer(served) -> None:
